@@ -1,0 +1,1 @@
+"""neumat: fem_bridge."""

@@ -1,0 +1,1 @@
+"""neumat: fortran_umat."""
