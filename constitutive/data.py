@@ -297,7 +297,8 @@ def load(spec: str, **kwargs) -> FlowCurves:
         return load_named(spec)
     if spec in ("synthetic", "synthetic_dz411"):
         from .synthetic import generate_dz411
-        return generate_dz411(**{k: v for k, v in kwargs.items() if k == "seed"})
+        return generate_dz411(seed=kwargs.get("data_seed", 0))
+    kwargs.pop("data_seed", None)
     p = Path(spec)
     if p.is_dir():
         return load_folder(p, **kwargs)
