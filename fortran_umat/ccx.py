@@ -1,0 +1,495 @@
+"""CalculiX (ccx 2.20) end to end: compression deck writer, runner and result parsers.
+
+Units throughout: length mm, force N, stress MPa, time s, temperature °C, strain rate 1/s.
+
+The test is a cube of side L meshed with n×n×n C3D8 elements, three symmetry planes
+(x = 0: u_x = 0, y = 0: u_y = 0, z = 0: u_z = 0; frictionless, so the lateral faces stay free and
+the solution is homogeneous: uniaxial stress σ_33 in every integration point), compressed along z
+by a prescribed displacement of the top face z = L, at a constant temperature.
+
+Strain path. The displacement is given through ``*AMPLITUDE`` (one point per increment end, so
+the increments hit it exactly) such that the strain measure *the material sees* grows at the
+constant rate ε̇ and reaches the requested true strain at the end of the step:
+
+* ``nlgeom=False`` (default; small strain, ``@ABAQUS_…`` material name): the UMAT receives the
+  infinitesimal strain ε_33 = u/L, so u(t) = −L ε̇ t. This is the path that the small-strain
+  Python bridge (``fem_bridge``) integrates, and on it the rate seen by the material is exactly
+  constant; "true strain" then means this small-strain measure (the usual reading of a
+  small-strain material-point test).
+* ``nlgeom=True`` (``*STEP, NLGEOM``, ``@ABAQUSNL_…`` name, logarithmic strain): the physical
+  compression test, u(t) = −L (1 − exp(−ε̇ t)), true (logarithmic) strain ln(h/L) = −ε̇ t.
+
+Either way the step time is final_true_strain / ε̇ and ``*STATIC`` uses ``n_increments`` equal
+increments (automatic stepping may still cut an increment that does not converge — a UMAT asks
+for that with PNEWDT < 1).
+
+Output requested: ``*NODE PRINT`` RF (total over the top face) and U of the top corner node,
+``*EL PRINT`` S, E (and SDV for a UMAT, PEEQ for ``*PLASTIC``) at every integration point, every
+increment, all in the ``.dat`` file; ``*NODE FILE`` U and ``*EL FILE`` S, E in the ``.frd``.
+Newton iterations per increment are read from ccx's standard output.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from constitutive.errors import NeumatInputError
+
+CCX_VERSION = "2.20"
+VOIGT_DAT = ("11", "22", "33", "12", "13", "23")   # .dat prints tensor shear, this order
+
+
+class CcxNotBuilt(NeumatInputError):
+    """The CalculiX binary with run-time UMAT loading is not in the cache."""
+
+
+class CcxError(RuntimeError):
+    """ccx ran but failed (input error, no convergence, crash)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# the binary
+
+def cache_dir() -> Path:
+    """``${NEUMAT_CACHE:-~/.cache/neumat}/ccx-2.20`` — where fortran_umat/build_ccx.sh puts ccx."""
+    root = os.environ.get("NEUMAT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "neumat")
+    return Path(root) / f"ccx-{CCX_VERSION}"
+
+
+def ccx_binary() -> Path:
+    """Path of the cached ccx 2.20 built with run-time UMAT loading; a clear error when missing."""
+    d = cache_dir()
+    exe = d / "ccx"
+    if not (exe.is_file() and os.access(exe, os.X_OK) and (d / ".complete").is_file()):
+        raise CcxNotBuilt(
+            f"CalculiX ccx {CCX_VERSION} with run-time UMAT loading is not built ({exe} missing). "
+            "Run `make ccx` (or `bash fortran_umat/build_ccx.sh`) once on this machine; it takes "
+            "a few minutes and is cached outside git.")
+    return exe
+
+
+# ---------------------------------------------------------------------------------------------
+# materials
+
+@dataclass(frozen=True)
+class UserMaterial:
+    """A UMAT loaded by ccx at run time from ``lib<library_name>.so`` (found via LD_LIBRARY_PATH).
+
+    ``props`` are written to ``*USER MATERIAL, CONSTANTS=len(props)``; ``nstatv`` to ``*DEPVAR``.
+    ``symbol``: exported routine, ``None`` for ccx's default ``umat_``.
+    """
+    library_name: str
+    props: Sequence[float]
+    nstatv: int
+    symbol: str | None = None
+
+    def material_name(self, nlgeom: bool) -> str:
+        lib = self.library_name.upper()
+        if not re.fullmatch(r"[A-Z0-9]+", lib):
+            raise NeumatInputError(
+                f"UMAT library name '{self.library_name}': ccx needs letters and digits only "
+                "(no '_', which separates the symbol name)")
+        name = ("@ABAQUSNL_" if nlgeom else "@ABAQUS_") + lib
+        if self.symbol:
+            name += "_" + self.symbol.upper()
+        if len(name) > 80:
+            raise NeumatInputError(f"material name {name} is longer than ccx's 80 characters")
+        return name
+
+
+@dataclass(frozen=True)
+class PlasticMaterial:
+    """ccx's own ``*ELASTIC`` + ``*PLASTIC`` (isotropic hardening, von Mises).
+
+    ``table``: rows (yield stress MPa, equivalent plastic strain), plastic strain increasing from 0.
+    """
+    E: float
+    nu: float
+    table: Sequence[tuple[float, float]]
+    name: str = "JTWOPLASTIC"
+
+
+def plastic_table(flow_stress, strain_rate: float, temperature_c: float, p_max: float = 0.6,
+                  n_points: int = 241, extras: Sequence[float] = ()) -> list[tuple[float, float]]:
+    """Hardening table σ_y(p) = flow_stress(x) at constant rate and temperature, p in [0, p_max].
+
+    ``flow_stress``: callable taking an (n, F) array [strain, rate (1/s), T (°C), extras…] and
+    returning σ (n,) in MPa (e.g. ``FlowNet.__call__``). Linear interpolation in ccx between
+    rows; the default spacing 0.0025 keeps that error far below 1e-4 relative for smooth curves.
+    """
+    p = np.linspace(0.0, p_max, n_points)
+    x = np.column_stack([p, np.full_like(p, strain_rate), np.full_like(p, temperature_c)]
+                        + [np.full_like(p, e) for e in extras])
+    s = np.asarray(flow_stress(x), dtype=float).reshape(-1)
+    if not np.all(np.isfinite(s)) or np.any(s <= 0):
+        raise NeumatInputError("the model gives a non-positive or non-finite flow stress for the "
+                               f"*PLASTIC table at rate {strain_rate} 1/s, T {temperature_c} °C")
+    return list(zip(s.tolist(), p.tolist()))
+
+
+# ---------------------------------------------------------------------------------------------
+# the deck
+
+@dataclass
+class Deck:
+    path: Path
+    side_mm: float
+    n_elem: int
+    n_increments: int
+    step_time: float
+    strain_rate: float
+    final_true_strain: float
+    nlgeom: bool
+    temperature_c: float
+    material_kind: str            # "umat" | "plastic"
+
+    def applied_strain(self, t) -> np.ndarray:
+        """Compressive strain magnitude of the material measure at step time t (see module doc)."""
+        t = np.asarray(t, dtype=float)
+        return self.strain_rate * t
+
+    def applied_displacement(self, t) -> np.ndarray:
+        """Top-face displacement u_z(t) in mm (negative: compression)."""
+        t = np.asarray(t, dtype=float)
+        if self.nlgeom:
+            return -self.side_mm * (1.0 - np.exp(-self.strain_rate * t))
+        return -self.side_mm * self.strain_rate * t
+
+
+def _fmt(v: float) -> str:
+    return repr(float(v))
+
+
+def _lines(values: Sequence[float], per_line: int = 8) -> list[str]:
+    vals = [_fmt(v) for v in values]
+    return [", ".join(vals[i:i + per_line]) for i in range(0, len(vals), per_line)]
+
+
+def _id_lines(ids: Sequence[int], per_line: int = 16) -> list[str]:
+    return [", ".join(str(i) for i in ids[k:k + per_line]) for k in range(0, len(ids), per_line)]
+
+
+def write_compression_deck(path: str | Path, *, material: UserMaterial | PlasticMaterial,
+                           temperature_c: float, strain_rate: float,
+                           final_true_strain: float = 0.5, n_increments: int = 25,
+                           side_mm: float = 1.0, n_elem: int = 1, nlgeom: bool = False,
+                           frd_output: bool = True) -> Deck:
+    """Write a ccx input deck for the homogeneous compression test (see the module docstring).
+
+    ``material``: ``UserMaterial`` (the generated UMAT, name ``@ABAQUS_<LIB>``) or
+    ``PlasticMaterial`` (ccx's ``*ELASTIC`` + ``*PLASTIC`` table at this temperature).
+    ``side_mm``: cube side L in mm; ``n_elem``: elements per edge (n³ C3D8 in all).
+    Returns the ``Deck`` description used by the parsers and comparisons.
+    """
+    path = Path(path)
+    for name, v, ok in (("temperature_c", temperature_c, math.isfinite(temperature_c)),
+                        ("strain_rate", strain_rate, strain_rate > 0 and math.isfinite(strain_rate)),
+                        ("final_true_strain", final_true_strain, 0 < final_true_strain < 2),
+                        ("n_increments", n_increments, int(n_increments) == n_increments and n_increments >= 1),
+                        ("side_mm", side_mm, side_mm > 0), ("n_elem", n_elem, int(n_elem) == n_elem and n_elem >= 1)):
+        if not ok:
+            raise NeumatInputError(f"compression deck: {name} = {v} is out of range")
+    n, L = int(n_elem), float(side_mm)
+    n_inc = int(n_increments)
+    period = final_true_strain / strain_rate
+    dt = period / n_inc
+
+    # nodes on an (n+1)^3 grid, id = 1 + i + (n+1) j + (n+1)^2 k
+    m = n + 1
+    nid = lambda i, j, k: 1 + i + m * j + m * m * k
+    h = L / n
+    out = ["** neumat: homogeneous C3D8 compression (fortran_umat/ccx.py). Units mm, N, MPa, s, degC.",
+           f"** T = {temperature_c} degC, strain rate = {strain_rate} 1/s, final strain = "
+           f"{final_true_strain}, {n_inc} increments, NLGEOM {'on' if nlgeom else 'off'}",
+           "*HEADING", "neumat compression test", "*NODE, NSET=NCUBE"]
+    for k in range(m):
+        for j in range(m):
+            for i in range(m):
+                out.append(f"{nid(i, j, k)}, {_fmt(i * h)}, {_fmt(j * h)}, {_fmt(k * h)}")
+    out.append("*ELEMENT, TYPE=C3D8, ELSET=ECUBE")
+    e = 0
+    for k in range(n):
+        for j in range(n):
+            for i in range(n):
+                e += 1
+                conn = [nid(i, j, k), nid(i + 1, j, k), nid(i + 1, j + 1, k), nid(i, j + 1, k),
+                        nid(i, j, k + 1), nid(i + 1, j, k + 1), nid(i + 1, j + 1, k + 1), nid(i, j + 1, k + 1)]
+                out.append(f"{e}, " + ", ".join(map(str, conn)))
+    grid = [(i, j, k) for k in range(m) for j in range(m) for i in range(m)]
+    sets = {"NXMIN": [nid(*g) for g in grid if g[0] == 0],
+            "NYMIN": [nid(*g) for g in grid if g[1] == 0],
+            "NZMIN": [nid(*g) for g in grid if g[2] == 0],
+            "NTOP": [nid(*g) for g in grid if g[2] == n],
+            "NCORNER": [nid(n, n, n)]}
+    for name, ids in sets.items():
+        out.append(f"*NSET, NSET={name}")
+        out += _id_lines(ids)
+
+    if isinstance(material, UserMaterial):
+        kind = "umat"
+        mname = material.material_name(nlgeom)
+        out += [f"*MATERIAL, NAME={mname}", f"*USER MATERIAL, CONSTANTS={len(material.props)}"]
+        # constants 8 a line, then the temperature they belong to (ccx's layout)
+        out += _lines(list(material.props) + [temperature_c])
+        out += ["*DEPVAR", str(int(material.nstatv))]
+    elif isinstance(material, PlasticMaterial):
+        kind = "plastic"
+        mname = material.name
+        table = np.asarray(material.table, dtype=float)
+        if table.ndim != 2 or table.shape[1] != 2 or table[0, 1] != 0 or np.any(np.diff(table[:, 1]) <= 0):
+            raise NeumatInputError("*PLASTIC table: rows (yield stress, plastic strain) with plastic "
+                                   "strain starting at 0 and increasing")
+        out += [f"*MATERIAL, NAME={mname}", "*ELASTIC", f"{_fmt(material.E)}, {_fmt(material.nu)}, {_fmt(temperature_c)}",
+                "*PLASTIC"]
+        out += [f"{_fmt(s)}, {_fmt(p)}, {_fmt(temperature_c)}" for s, p in table]
+    else:
+        raise TypeError("material must be a UserMaterial or a PlasticMaterial")
+    out += [f"*SOLID SECTION, ELSET=ECUBE, MATERIAL={mname}",
+            "*INITIAL CONDITIONS, TYPE=TEMPERATURE", f"NCUBE, {_fmt(temperature_c)}",
+            "*BOUNDARY", "NXMIN, 1, 1", "NYMIN, 2, 2", "NZMIN, 3, 3",
+            "*AMPLITUDE, NAME=COMPR"]
+    deck = Deck(path, L, n, n_inc, period, float(strain_rate), float(final_true_strain), bool(nlgeom),
+                float(temperature_c), kind)
+    times = np.linspace(0.0, period, n_inc + 1)
+    amp = -deck.applied_displacement(times) / L          # the boundary value below is -L
+    out += _lines([v for tv in zip(times, amp) for v in tv])
+    out += [f"*STEP, INC={max(100, 8 * n_inc)}" + (", NLGEOM" if nlgeom else ""),
+            "*STATIC",
+            f"{_fmt(dt)}, {_fmt(period)}, {_fmt(dt * 1e-4)}, {_fmt(dt)}",
+            "*BOUNDARY, AMPLITUDE=COMPR", f"NTOP, 3, 3, {_fmt(-L)}",
+            "*TEMPERATURE", f"NCUBE, {_fmt(temperature_c)}",
+            "*NODE PRINT, NSET=NTOP, TOTALS=ONLY", "RF",
+            "*NODE PRINT, NSET=NCORNER", "U",
+            "*EL PRINT, ELSET=ECUBE", "S, E" + (", SDV" if kind == "umat" else ", PEEQ")]
+    if frd_output:
+        out += ["*NODE FILE", "U", "*EL FILE", "S, E"]
+    out += ["*END STEP", ""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(out))
+    return deck
+
+
+# ---------------------------------------------------------------------------------------------
+# parsing
+
+@dataclass
+class Increment:
+    time: float                                  # step time at the end of the increment, s
+    rf_total: np.ndarray | None = None           # (3,) total reaction force on the top face, N
+    u_corner: np.ndarray | None = None           # (3,) displacement of the top corner node, mm
+    stress: np.ndarray | None = None             # (n_ip, 6) MPa, order 11 22 33 12 13 23
+    strain: np.ndarray | None = None             # (n_ip, 6) tensor shear
+    sdv: np.ndarray | None = None                # (n_ip, nstatv)
+    peeq: np.ndarray | None = None               # (n_ip,)
+    ip: np.ndarray | None = None                 # (n_ip, 2) element, integration point
+    iterations: int | None = None                # Newton iterations of the converged attempt
+    attempts: int | None = None
+
+
+_HEADER = re.compile(r"^\s*(.+?)\s*for set\s+(\S+)\s+and time\s+(\S+)")
+
+
+def parse_dat(path: str | Path) -> list[Increment]:
+    """Read a ccx ``.dat`` file into one ``Increment`` per output time (all its blocks merged)."""
+    lines = Path(path).read_text().splitlines()
+    incs: dict[float, Increment] = {}
+    i = 0
+    while i < len(lines):
+        mh = _HEADER.match(lines[i])
+        if not mh:
+            i += 1
+            continue
+        what, t = mh.group(1).lower(), float(mh.group(3))
+        inc = incs.setdefault(t, Increment(time=t))
+        i += 1
+        rows = []
+        while i < len(lines) and not _HEADER.match(lines[i]):
+            s = lines[i].strip()
+            if s:
+                try:
+                    rows.append([float(v) for v in s.split()])
+                except ValueError:
+                    break
+            i += 1
+        if what.startswith("total force") or (what.startswith("forces") and "total" in what):
+            inc.rf_total = np.asarray(rows[-1][-3:]) if rows else None
+        elif what.startswith("displacements"):
+            inc.u_corner = np.asarray(rows[0][1:4])
+        elif what.startswith("stresses"):
+            a = np.asarray(rows)
+            inc.ip, inc.stress = a[:, :2].astype(int), a[:, 2:8]
+        elif what.startswith("strains"):
+            a = np.asarray(rows)
+            inc.strain = a[:, 2:8]
+        elif what.startswith("internal state variables"):
+            inc.sdv = _join_wrapped(rows)
+        elif what.startswith("equivalent plastic strain"):
+            inc.peeq = np.asarray(rows)[:, 2]
+    return [incs[t] for t in sorted(incs)]
+
+
+def _join_wrapped(rows: list[list[float]]) -> np.ndarray:
+    """SDV rows: 'elem ip v1 … v6' possibly continued on following lines without elem/ip."""
+    out: list[list[float]] = []
+    for r in rows:
+        if out and len(r) < len(out[0]) and not float(r[0]).is_integer():
+            out[-1] += r
+        else:
+            out.append(list(r))
+    width = max(len(r) for r in out)
+    return np.asarray([r[2:] for r in out if len(r) == width])
+
+
+_INC = re.compile(r"^\s*increment\s+(\d+)\s+attempt\s+(\d+)")
+_ITER = re.compile(r"^\s*iteration\s+(\d+)")
+
+
+def parse_iterations(stdout: str) -> list[tuple[int, int, int, bool]]:
+    """(increment, attempt, Newton iterations, converged) for every attempt in ccx's stdout."""
+    out: list[list] = []
+    for line in stdout.splitlines():
+        m = _INC.match(line)
+        if m:
+            out.append([int(m.group(1)), int(m.group(2)), 0, False])
+            continue
+        m = _ITER.match(line)
+        if m and out:
+            out[-1][2] = max(out[-1][2], int(m.group(1)))
+            continue
+        if out and line.strip().startswith("convergence"):
+            out[-1][3] = True
+    return [tuple(r) for r in out]
+
+
+def parse_sta(path: str | Path) -> list[tuple[int, int, int, float]]:
+    """(increment, attempts, iterations, step time) per converged increment from ccx's ``.sta``."""
+    rows = []
+    for line in Path(path).read_text().splitlines():
+        f = line.split()
+        if len(f) == 7 and f[0].isdigit():
+            rows.append((int(f[1]), int(f[2]), int(f[3]), float(f[5])))
+    return rows
+
+
+def parse_frd(path: str | Path) -> list[dict]:
+    """Nodal result blocks of a ccx ``.frd`` file: [{"name", "time", "components", "values":
+    {node: array}}], in file order (ASCII format, as ccx writes it by default)."""
+    blocks: list[dict] = []
+    cur: dict | None = None
+    t = None
+    for line in Path(path).read_text().splitlines():
+        if line.startswith("  100C"):
+            t = float(line[12:24])
+        elif line.startswith(" -4"):
+            parts = line.split()
+            cur = {"name": parts[1], "time": t, "components": [], "values": {}}
+            blocks.append(cur)
+        elif line.startswith(" -5") and cur is not None:
+            cur["components"].append(line.split()[1])
+        elif line.startswith(" -1") and cur is not None:
+            node = int(line[3:13])
+            rest = line[13:]
+            vals = [float(rest[k:k + 12]) for k in range(0, len(rest) - 11, 12)]
+            cur["values"][node] = np.asarray(vals)
+        elif line.startswith(" -3"):
+            cur = None
+    return blocks
+
+
+# ---------------------------------------------------------------------------------------------
+# running
+
+@dataclass
+class CcxResult:
+    deck: Path
+    workdir: Path
+    jobname: str
+    stdout: str
+    stderr: str
+    returncode: int
+    wall_s: float
+    threads: int
+    increments: list[Increment] = field(default_factory=list)
+    attempts: list[tuple[int, int, int, bool]] = field(default_factory=list)
+
+    @property
+    def dat(self) -> Path:
+        return self.workdir / f"{self.jobname}.dat"
+
+    @property
+    def frd(self) -> Path:
+        return self.workdir / f"{self.jobname}.frd"
+
+    def iterations(self) -> np.ndarray:
+        """Newton iterations of the converged attempt of every increment."""
+        return np.asarray([it for inc, att, it, ok in self.attempts if ok], dtype=int)
+
+    def times(self) -> np.ndarray:
+        return np.asarray([i.time for i in self.increments])
+
+    def axial_stress(self) -> np.ndarray:
+        """σ_33 (MPa, negative in compression) averaged over the integration points, per increment."""
+        return np.asarray([i.stress[:, 2].mean() for i in self.increments])
+
+    def axial_stress_spread(self) -> np.ndarray:
+        """max − min of σ_33 over the integration points per increment (0 for a homogeneous field)."""
+        return np.asarray([np.ptp(i.stress[:, 2]) for i in self.increments])
+
+
+def run_ccx(deck: str | Path, workdir: str | Path | None = None, library_dir: str | Path | None = None,
+            threads: int = 1, timeout_s: float = 600.0) -> CcxResult:
+    """Run ccx on ``deck`` (``.inp``) in ``workdir`` (default: the deck's folder).
+
+    ``library_dir`` is prepended to LD_LIBRARY_PATH (ccx dlopens ``lib<LIB>.so`` from there);
+    ``threads`` sets OMP_NUM_THREADS and CCX_NPROC_{STIFFNESS,RESULTS,EQUATION_SOLVER}.
+    Raises ``CcxError`` (with the end of ccx's output) when ccx reports an error or does not finish.
+    """
+    exe = ccx_binary()
+    deck = Path(deck).resolve()
+    if not deck.is_file():
+        raise NeumatInputError(f"ccx deck {deck} not found")
+    workdir = Path(workdir).resolve() if workdir else deck.parent
+    workdir.mkdir(parents=True, exist_ok=True)
+    job = deck.stem
+    if deck.parent != workdir:
+        shutil.copyfile(deck, workdir / deck.name)
+    for ext in (".dat", ".frd", ".sta", ".cvg"):
+        (workdir / f"{job}{ext}").unlink(missing_ok=True)
+    env = dict(os.environ)
+    if library_dir is not None:
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(
+            [str(Path(library_dir).resolve())] + ([env["LD_LIBRARY_PATH"]] if env.get("LD_LIBRARY_PATH") else []))
+    nt = str(int(threads))
+    env.update(OMP_NUM_THREADS=nt, CCX_NPROC_STIFFNESS=nt, CCX_NPROC_RESULTS=nt,
+               CCX_NPROC_EQUATION_SOLVER=nt)
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run([str(exe), "-i", job], cwd=workdir, env=env, capture_output=True,
+                              text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired as exc:
+        raise CcxError(f"ccx on {deck} did not finish within {timeout_s} s") from exc
+    wall = time.perf_counter() - t0
+    res = CcxResult(deck, workdir, job, proc.stdout, proc.stderr, proc.returncode, wall, int(threads))
+    (workdir / f"{job}.stdout").write_text(proc.stdout + ("\n--- stderr ---\n" + proc.stderr if proc.stderr else ""))
+    tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-25:])
+    if proc.returncode != 0 or "*ERROR" in proc.stdout or "Job finished" not in proc.stdout:
+        hint = ""
+        if "dlopen" in proc.stdout + proc.stderr or "cannot open shared object" in proc.stdout + proc.stderr:
+            hint = f" (UMAT library not found: is lib<LIB>.so in {library_dir}?)"
+        raise CcxError(f"ccx failed on {deck} (exit {proc.returncode}){hint}; its output ends with:\n{tail}")
+    res.attempts = parse_iterations(proc.stdout)
+    res.increments = parse_dat(res.dat)
+    conv = [(inc, it) for inc, att, it, ok in res.attempts if ok]
+    if len(conv) == len(res.increments):
+        for rec, (_, it) in zip(res.increments, conv):
+            rec.iterations = it
+    return res
