@@ -1,0 +1,292 @@
+"""``neumat train``, ``neumat cv``, ``neumat search``.
+
+``train`` writes into ``--out``:
+
+- ``model.json``   the FlowNet (``constitutive.flownet``) read by the exporter; ``meta`` holds
+                   spec, dataset, data hash, seed, neumat version, held-out conditions, training
+                   box; ``box_lo``/``box_hi`` = min/max of the training inputs; ``rate_floor`` =
+                   0.1 × the smallest training strain rate (1/s);
+- ``config.json``  the TrainConfig used (``--config`` reads the same format);
+- ``metrics.json`` scores (MARE %, RMSE MPa, R²) on train / validation / held-out curves and
+                   per held-out curve, plus the Arrhenius fit's scores for comparison;
+- ``weights.pt``, ``transforms.json`` torch state dict and everything to rebuild the model;
+- ``history.json`` and plots ``heldout.png`` (measured vs predicted held-out curves),
+  ``parity.png``, ``history.png``.
+
+A model with ``rank`` normalisation is train-only: no ``model.json`` is written and the command
+says so.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .cli_common import add_data_arguments, add_heldout_argument, load_from_args
+from .data import FlowCurves, parse_heldout
+from .errors import NeumatInputError
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+        return version("neumat")
+    except Exception:       # noqa: BLE001 - not installed: source tree
+        return "0+unknown"
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train the residual network (transfer learning from Arrhenius)")
+    add_data_arguments(p)
+    add_heldout_argument(p)
+    _common(p)
+    p.add_argument("--out", required=True, help="output folder (e.g. runs/NAME)")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.set_defaults(func=run_train)
+
+    p = sub.add_parser("cv", help="leave-one-condition-out cross-validation on the training curves")
+    add_data_arguments(p)
+    add_heldout_argument(p)
+    _common(p)
+    p.add_argument("--max-folds", type=int, default=None, help="a seeded subset of the folds (default all)")
+    p.add_argument("--json", default=None, help="write the CV result here")
+    p.set_defaults(func=run_cv)
+
+    p = sub.add_parser("search", help="optuna hyper-parameter search (objective: CV error on training curves)")
+    add_data_arguments(p)
+    add_heldout_argument(p)
+    _common(p)
+    p.add_argument("--trials", type=int, default=20)
+    p.add_argument("--max-folds", type=int, default=6, help="CV folds per trial (seeded subset; 0 = all)")
+    p.add_argument("--timeout", type=float, default=None, help="seconds")
+    p.add_argument("--out", required=True, help="JSON file for the best configuration (train --config reads it)")
+    p.set_defaults(func=run_search)
+
+
+def _common(p) -> None:
+    g = p.add_argument_group("training")
+    g.add_argument("--config", default=None, help="JSON TrainConfig (e.g. written by neumat search)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--quick", action="store_true", help="small fast settings (seconds)")
+    g.add_argument("--spec", default=None, help="layer spec, e.g. 4-R-8-A-4-A-R-1 (first number = inputs)")
+    g.add_argument("--activation", default=None)
+    g.add_argument("--hybrid", default=None, choices=["none", "multiplicative", "additive"])
+    g.add_argument("--no-transfer", action="store_true", help="no pre-training on the Arrhenius law")
+    g.add_argument("--max-steps", type=int, default=None)
+    g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 1)")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def config_from_args(args):
+    from .training import TrainConfig
+    if args.config:
+        cfg = TrainConfig.load(args.config)
+        if args.quick:
+            q = TrainConfig.quick()
+            for k in ("max_steps", "patience", "transfer_max_steps", "points_per_curve", "transfer_points",
+                      "transfer_batch"):
+                setattr(cfg, k, getattr(q, k))
+    else:
+        cfg = TrainConfig.quick() if args.quick else TrainConfig()
+    for attr, key in (("spec", "spec"), ("activation", "activation"), ("hybrid", "hybrid"),
+                      ("max_steps", "max_steps"), ("threads", "threads")):
+        v = getattr(args, attr, None)
+        if v is not None:
+            setattr(cfg, key, v)
+    if args.no_transfer:
+        cfg.transfer = False
+    cfg.validate("command line")
+    return cfg
+
+
+def _data_and_heldout(args) -> tuple[FlowCurves, FlowCurves | None, list, str]:
+    curves = load_from_args(args)
+    name = args.data if not Path(args.data).exists() else Path(args.data).name
+    if args.heldout is not None and args.heldout.strip().lower() in ("", "none"):
+        held = []
+    elif args.heldout is not None:
+        held = parse_heldout(args.heldout)
+    elif curves.source == "synthetic_dz411" or args.data in ("synthetic", "synthetic_dz411"):
+        from .synthetic import DZ411_TEST_CONDITIONS
+        held = [tuple(c) for c in DZ411_TEST_CONDITIONS]
+    else:
+        held = []
+    if held:
+        train, test = curves.split_heldout(held)
+        if train.n_curves < 2:
+            raise NeumatInputError("the held-out conditions leave fewer than 2 training curves")
+    else:
+        train, test = curves, None
+    return train, test, held, name
+
+
+def _progress_enabled(args) -> bool:
+    return not args.quiet and sys.stderr.isatty()
+
+
+def run_train(args) -> int:
+    from .baselines import without_zero_strain
+    from .metrics import per_curve_scores, scores
+    from .training import fit, score_model
+    from .laws import arrhenius_stress
+
+    cfg = config_from_args(args)
+    train, test, held, name = _data_and_heldout(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    print(train.summary())
+    if test is not None:
+        print(f"held out: {test.n_curves} curves: " + "; ".join(test.condition_label(c) for c in range(test.n_curves)))
+    if cfg.features.get("normalisation") == "rank":
+        print("NOTE: rank normalisation is train-only: this model CANNOT be exported (no model.json "
+              "is written); choose minmax, mean or zscore to export.")
+    t0 = time.perf_counter()
+    model = fit(train, cfg, seed=args.seed, progress=_progress_enabled(args), log=print)
+    seconds = time.perf_counter() - t0
+
+    tr = without_zero_strain(train)
+    metrics = {"dataset": name, "seed": args.seed, "train_seconds": seconds,
+               "heldout_conditions": [list(c) for c in held],
+               "validation_curves": model.info.get("validation_curves", []),
+               "train": score_model(model, train)}
+    if model.info.get("validation_curves"):
+        vi = [train.curve_names.index(n) for n in model.info["validation_curves"]]
+        metrics["validation"] = score_model(model, train.subset(vi))
+    if test is not None:
+        te = without_zero_strain(test)
+        pred_te = model.predict_curves(te)
+        metrics["heldout"] = scores(pred_te, te.stress)
+        metrics["heldout_per_curve"] = per_curve_scores(te, pred_te)
+    if model.arrhenius is not None:
+        a = lambda c: arrhenius_stress(model.arrhenius, c.strain, c.strain_rate, c.temperature)
+        metrics["arrhenius"] = {"train": scores(a(tr), tr.stress)}
+        if test is not None:
+            metrics["arrhenius"]["heldout"] = scores(a(te), te.stress)
+    metrics["transfer"] = model.info.get("transfer")
+    metrics["fine_tune"] = model.info.get("fine_tune")
+    if "outlier_comparison" in model.info:
+        metrics["outlier_comparison"] = model.info["outlier_comparison"]
+
+    box = {"lo": model.box_lo, "hi": model.box_hi, "features": model.feature_names}
+    meta = {"dataset": name, "source": train.source, "synthetic": bool(train.synthetic),
+            "data_hash": train.data_hash(), "seed": args.seed, "version": _version(),
+            "training_box": box, "heldout": [list(c) for c in held],
+            "train_curves": list(train.curve_names), "hybrid": cfg.hybrid, "transfer": bool(cfg.transfer),
+            "rate_floor_rule": "0.1 x smallest training strain rate (1/s)",
+            "metrics": {k: metrics[k] for k in ("train", "heldout") if k in metrics}}
+    model.save(out)
+    if model.exportable:
+        model.to_flownet(meta).save(out / "model.json")
+    else:
+        (out / "NOT_EXPORTABLE.txt").write_text("rank normalisation is train-only; retrain with minmax, "
+                                                "mean or zscore to get model.json\n")
+    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+    from .training import _jsonable
+    (out / "metrics.json").write_text(json.dumps(_jsonable(metrics), indent=1))
+    (out / "history.json").write_text(json.dumps(_jsonable(model.history)))
+    if not args.no_plots:
+        write_plots(model, train, test, out)
+    line = f"train MARE {metrics['train']['mare_pct']:.3f} %"
+    if "heldout" in metrics:
+        line += f", held-out MARE {metrics['heldout']['mare_pct']:.3f} % (RMSE {metrics['heldout']['rmse_mpa']:.3f} MPa)"
+    if "arrhenius" in metrics and "heldout" in metrics["arrhenius"]:
+        line += f"; Arrhenius held-out {metrics['arrhenius']['heldout']['mare_pct']:.3f} %"
+    print(f"{line}; {seconds:.1f} s")
+    print(f"wrote {out}/" + (" model.json," if model.exportable else "") + " config.json, metrics.json, weights.pt")
+    return 0
+
+
+def write_plots(model, train: FlowCurves, test: FlowCurves | None, out: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from .baselines import without_zero_strain
+
+    show = test if test is not None else train.subset(list(range(min(6, train.n_curves))))
+    show = without_zero_strain(show)
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for c in range(show.n_curves):
+        i = show.curve_points(c)
+        o = np.argsort(show.strain[i])
+        i = i[o]
+        line, = ax.plot(show.strain[i], show.stress[i], ".", ms=2)
+        ax.plot(show.strain[i], model.predict(show.features()[i]), "-", color=line.get_color(),
+                label=show.condition_label(c))
+    ax.set_xlabel("true strain")
+    ax.set_ylabel("true stress (MPa)")
+    ax.set_title(("held-out" if test is not None else "training") + " curves: measured (dots), model (lines)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "heldout.png", dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    tr = without_zero_strain(train)
+    ax.plot(tr.stress, model.predict_curves(tr), ".", ms=1, alpha=0.4, label="train")
+    if test is not None:
+        te = without_zero_strain(test)
+        ax.plot(te.stress, model.predict_curves(te), ".", ms=2, label="held-out")
+    lim = [0, max(tr.stress.max(), 1.0) * 1.05]
+    ax.plot(lim, lim, "k-", lw=0.8)
+    ax.set_xlabel("measured stress (MPa)")
+    ax.set_ylabel("predicted stress (MPa)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "parity.png", dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    h = model.history
+    for phase in ("transfer", "fine-tune"):
+        rows = [r for r in h if r["phase"] == phase]
+        if not rows:
+            continue
+        off = 0 if phase == "transfer" else max([r["step"] for r in h if r["phase"] == "transfer"], default=0)
+        st = [r["step"] + off for r in rows]
+        ax.semilogy(st, [r["train_mare_pct"] for r in rows], label=f"{phase}: train MARE")
+        if "val_mare_pct" in rows[0]:
+            ax.semilogy(st, [r["val_mare_pct"] for r in rows], "--", label=f"{phase}: validation MARE")
+    ax.set_xlabel("step")
+    ax.set_ylabel("MARE (%)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "history.png", dpi=110)
+    plt.close(fig)
+
+
+def run_cv(args) -> int:
+    from .selection import cross_validate
+    cfg = config_from_args(args)
+    train, _, held, _ = _data_and_heldout(args)
+    print(f"leave-one-condition-out CV on {train.n_curves} training curves"
+          + (f" ({len(held)} held-out conditions excluded)" if held else ""))
+    res = cross_validate(train, cfg, seed=args.seed, max_folds=args.max_folds,
+                         progress=_progress_enabled(args), log=print)
+    print(f"CV MARE {res['mean_mare_pct']:.3f} ± {res['std_mare_pct']:.3f} % over {res['n_folds']} folds "
+          f"({res['seconds']:.0f} s)")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(res, indent=1))
+    return 0
+
+
+def run_search(args) -> int:
+    from .selection import search
+    cfg = config_from_args(args)
+    train, _, held, _ = _data_and_heldout(args)
+    if args.trials < 1:
+        raise NeumatInputError("--trials must be >= 1")
+    print(f"optuna search: {args.trials} trials, objective = leave-one-condition-out MARE on "
+          f"{train.n_curves} training curves (held-out curves never used)")
+    res = search(train, cfg, n_trials=args.trials, seed=args.seed, max_folds=args.max_folds or None,
+                 timeout=args.timeout, log=print)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res["best_config"], indent=1))
+    (out.with_suffix(".search.json")).write_text(json.dumps(res, indent=1))
+    print(f"best CV MARE {res['best_cv_mare_pct']:.3f} %: {res['best_params']}")
+    print(f"wrote {out} (use: neumat train --config {out} ...) and {out.with_suffix('.search.json')}")
+    return 0

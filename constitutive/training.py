@@ -1,0 +1,490 @@
+"""Training of the small-sample residual network (method.md), with transfer learning from the
+fitted Arrhenius law and the hybrid variant (network = correction to Arrhenius).
+
+Pipeline of ``fit(curves, config, seed)`` (curves = the training curves; held-out curves never
+enter):
+
+1. points at strain 0 are dropped (as for the baselines: the laws are undefined there);
+2. validation curves: ``val_fraction`` of the curves, WHOLE curves, chosen by the seed among
+   interior conditions where possible (not at an extreme temperature or rate);
+3. each curve is resampled at ``points_per_curve`` strains (linear interpolation of the raw
+   curve) — the network learns from raw (not smoothed) curves; only Arrhenius uses smoothing;
+4. input / output transforms fitted on the training curves (``constitutive.preprocessing``);
+5. optional outlier comparison, SMOTE and noise (``constitutive.augment``);
+6. optional transfer: pre-training on points drawn from the fitted Arrhenius law over the
+   training box (strain and temperature uniform, strain rate log-uniform, extras from the
+   observed values), stopped when the network's MARE on the experimental training curves is
+   ≤ ``transfer_factor`` × Arrhenius's own MARE there (or after ``transfer_max_steps``);
+7. fine-tuning on the experimental points: AdamW, RMSE loss on the normalised target, MARE
+   logged, exponential learning-rate decay from ``lr`` to ``lr_final``, early stopping on the
+   validation curves' MARE with ``patience`` steps; the best checkpoint is kept.
+
+Training runs in float32 on the CPU (``torch.set_num_threads(threads)``) and is deterministic for
+a seed; predictions and the exported model use a float64 copy.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import sys
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .baselines import Arrhenius, without_zero_strain
+from .data import FlowCurves
+from .errors import NeumatInputError
+from .flownet import FlowNet
+from .laws import arrhenius_stress
+from .metrics import mare_pct, scores
+from .network import ResidualMLP, init_network
+from .preprocessing import FeatureSpec, InputTransform, OutputTransform
+from .augment import add_noise, flag_outliers, smote
+
+FEATURE_UNITS = {"strain": "-", "strain_rate": "1/s", "temperature": "C"}
+RATE_FLOOR_FACTOR = 0.1     # rate_floor = 0.1 × the smallest training strain rate (1/s)
+
+
+@dataclass
+class TrainConfig:
+    """All hyper-parameters of one training (JSON-able; ``neumat train --config`` reads it)."""
+    spec: str = "4-R-8-A-4-A-R-1"
+    activation: str = "elu"
+    dropout: float = 0.0
+    lr: float = 5e-3
+    lr_final: float = 2e-4
+    weight_decay: float = 1e-6
+    batch_size: int = 0                  # 0: full batch
+    max_steps: int = 4000
+    patience: int = 1000                 # steps without a better validation MARE
+    eval_every: int = 25
+    points_per_curve: int = 60
+    val_fraction: float = 0.15           # fraction of the training curves used for early stopping
+    smote_ratio: float = 0.0             # synthetic points per real point
+    smote_k: int = 5
+    smote_across: bool = False           # neighbours from other curves only
+    noise: float = 0.0                   # relative Gaussian noise on stress
+    outliers: str = "keep"               # keep | drop | compare
+    outlier_threshold: float = 5.0
+    transfer: bool = True
+    transfer_factor: float = 1.1
+    transfer_max_steps: int = 3000
+    transfer_lr: float = 5e-3
+    transfer_points: int = 16384
+    transfer_batch: int = 1024
+    transfer_margin: float = 0.0         # widen the sampling box by this fraction of each range
+    hybrid: str = "none"                 # none | multiplicative | additive
+    output: str = "log"                  # log | affine
+    arrhenius_order: int = 9
+    features: dict = field(default_factory=dict)    # FeatureSpec fields
+    box_policy: str = "clamp"
+    threads: int = 1
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "config") -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        d = dict(d)
+        d.pop("_comment", None)
+        d = d.get("config", d) if "config" in d and isinstance(d["config"], dict) else d
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise NeumatInputError(f"{source}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        cfg = cls(**d)
+        cfg.validate(source)
+        return cfg
+
+    @classmethod
+    def load(cls, path) -> "TrainConfig":
+        p = Path(path)
+        try:
+            d = json.loads(p.read_text())
+        except OSError as exc:
+            raise NeumatInputError(f"cannot read config {p}: {exc.strerror}") from None
+        except json.JSONDecodeError as exc:
+            raise NeumatInputError(f"{p}: not JSON ({exc.msg}, line {exc.lineno})") from None
+        if not isinstance(d, dict):
+            raise NeumatInputError(f"{p}: expected a JSON object of settings")
+        return cls.from_dict(d, str(p))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def validate(self, source: str = "config") -> None:
+        def need(ok, msg):
+            if not ok:
+                raise NeumatInputError(f"{source}: {msg}")
+        need(self.lr > 0 and self.lr_final > 0, "lr and lr_final must be > 0")
+        need(self.weight_decay >= 0, "weight_decay must be >= 0")
+        need(self.max_steps >= 1, "max_steps must be >= 1")
+        need(self.points_per_curve >= 5, "points_per_curve must be >= 5")
+        need(0 <= self.val_fraction < 1, "val_fraction must be in [0, 1)")
+        need(self.outliers in ("keep", "drop", "compare"), "outliers must be keep, drop or compare")
+        need(self.hybrid in ("none", "multiplicative", "additive"), "hybrid must be none, multiplicative or additive")
+        need(self.output in ("log", "affine"), "output must be log or affine")
+        need(self.transfer_factor >= 1.0, "transfer_factor must be >= 1")
+        need(self.box_policy in ("clamp", "extrapolate"), "box_policy must be clamp or extrapolate")
+        need(self.batch_size >= 0, "batch_size must be >= 0")
+        FeatureSpec(**self.features).validate()
+
+    @classmethod
+    def quick(cls, **kw) -> "TrainConfig":
+        """Small and fast (seconds): for tests and the demo."""
+        base = dict(max_steps=600, patience=300, transfer_max_steps=400, points_per_curve=25,
+                    eval_every=20, transfer_points=4096, transfer_batch=512)
+        base.update(kw)
+        return cls(**base)
+
+
+# ---------------------------------------------------------------------------------------------
+class TrainedModel:
+    """A trained network with its transforms; float64 predictions; FlowNet conversion."""
+
+    def __init__(self, net: ResidualMLP, in_tf: InputTransform, out_tf: OutputTransform,
+                 config: TrainConfig, feature_names: list[str], box_lo, box_hi, rate_floor: float,
+                 arrhenius: dict | None = None, history: list | None = None, info: dict | None = None):
+        self.net = net
+        self.net64 = net.float64_copy()
+        self.in_tf, self.out_tf, self.config = in_tf, out_tf, config
+        self.feature_names = list(feature_names)
+        self.box_lo = [float(v) for v in box_lo]
+        self.box_hi = [float(v) for v in box_hi]
+        self.rate_floor = float(rate_floor)
+        self.arrhenius = arrhenius
+        self.history = history or []
+        self.info = info or {}
+
+    @property
+    def exportable(self) -> bool:
+        return self.in_tf.exportable
+
+    def base_stress(self, x: np.ndarray) -> np.ndarray | None:
+        if self.out_tf.hybrid == "none":
+            return None
+        return arrhenius_stress(self.arrhenius, x[:, 0], x[:, 1], x[:, 2])
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """σ (MPa) at physical inputs x (n, F), float64, no box policy (extrapolates)."""
+        x = np.atleast_2d(np.asarray(x, dtype=float))
+        z = self.in_tf.transform(x)
+        with torch.no_grad():
+            h = self.net64(torch.from_numpy(z)).numpy()
+        return self.out_tf.inverse(h, self.base_stress(x))
+
+    def predict_curves(self, curves: FlowCurves) -> np.ndarray:
+        return self.predict(curves.features())
+
+    def to_flownet(self, meta: dict | None = None) -> FlowNet:
+        cols = self.in_tf.flownet_columns()
+        base = None
+        if self.out_tf.hybrid != "none":
+            base = {"mode": self.out_tf.hybrid, "arrhenius": self.arrhenius}
+        units = [FEATURE_UNITS.get(n, "-") for n in self.feature_names]
+        m = {"spec": self.net.spec, "activation": self.net.activation, **self.info, **(meta or {})}
+        return FlowNet(self.feature_names, units, cols, self.net64.flownet_ops(), self.out_tf.flownet_output(),
+                       box_lo=self.box_lo, box_hi=self.box_hi, rate_floor=self.rate_floor,
+                       box_policy=self.config.box_policy, base=base, meta=_jsonable(m))
+
+    def state(self) -> dict:
+        return {"config": self.config.to_dict(), "feature_names": self.feature_names,
+                "in_transform": self.in_tf.to_dict(), "out_transform": self.out_tf.to_dict(),
+                "box_lo": self.box_lo, "box_hi": self.box_hi, "rate_floor": self.rate_floor,
+                "arrhenius": self.arrhenius, "info": _jsonable(self.info)}
+
+    def save(self, folder) -> None:
+        """weights.pt (torch state dict) + transforms.json (everything needed to rebuild it)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.save(self.net.state_dict(), folder / "weights.pt")
+        (folder / "transforms.json").write_text(json.dumps(_jsonable(self.state()), indent=1))
+
+    @classmethod
+    def load(cls, folder) -> "TrainedModel":
+        folder = Path(folder)
+        st = json.loads((folder / "transforms.json").read_text())
+        cfg = TrainConfig.from_dict(st["config"])
+        in_tf = InputTransform.from_dict(st["in_transform"])
+        net = ResidualMLP(cfg.spec, len(in_tf.columns), cfg.activation, cfg.dropout)
+        net.load_state_dict(torch.load(folder / "weights.pt", weights_only=True))
+        return cls(net, in_tf, OutputTransform.from_dict(st["out_transform"]), cfg, st["feature_names"],
+                   st["box_lo"], st["box_hi"], st["rate_floor"], st["arrhenius"], info=st["info"])
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    if isinstance(x, np.generic):
+        return x.item()
+    return x
+
+
+# ---------------------------------------------------------------------------------------------
+def choose_validation_curves(curves: FlowCurves, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Indices of whole validation curves: interior conditions first (neither the lowest/highest
+    temperature nor the lowest/highest rate), then non-corner ones, chosen at random."""
+    n = curves.n_curves
+    n_val = int(round(fraction * n))
+    if fraction > 0:
+        n_val = max(1, n_val)
+    if n_val == 0 or n < 3:
+        return np.zeros(0, dtype=np.int64)
+    n_val = min(n_val, n - 2)
+    conds = curves.conditions()
+    t, r = conds[:, 0], conds[:, 1]
+    t_edge = np.isclose(t, t.min()) | np.isclose(t, t.max())
+    r_edge = np.isclose(r, r.min()) | np.isclose(r, r.max())
+    interior = np.flatnonzero(~t_edge & ~r_edge)
+    side = np.flatnonzero(t_edge ^ r_edge)
+    corner = np.flatnonzero(t_edge & r_edge)
+    order = np.concatenate([rng.permutation(interior), rng.permutation(side), rng.permutation(corner)])
+    return np.sort(order[:n_val])
+
+
+def strain_grid(curves: FlowCurves, n: int) -> np.ndarray:
+    return np.linspace(float(curves.strain.min()), float(curves.strain.max()), int(n))
+
+
+def fit_arrhenius(curves: FlowCurves, order: int = 9) -> dict:
+    """Arrhenius parameters (``constitutive.laws`` format) fitted on ``curves``."""
+    return Arrhenius(order=order).fit(curves).params
+
+
+def _to_t(a) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(a), dtype=torch.float32)
+
+
+class _Progress:
+    def __init__(self, total: int, desc: str, enabled: bool):
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, desc=desc, leave=False, file=sys.stderr, dynamic_ncols=True)
+
+    def update(self, n: int, **post):
+        if self.bar is not None:
+            self.bar.update(n)
+            if post:
+                self.bar.set_postfix({k: f"{v:.3g}" for k, v in post.items()}, refresh=False)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _train_loop(net, z, t, cfg: TrainConfig, gen: torch.Generator, evaluate, *, steps: int, lr: float,
+                lr_final: float, batch: int, patience: int | None, stop=None, phase: str,
+                history: list, progress: bool, resample=None):
+    """Adam(W) on RMSE; ``evaluate(net) -> dict`` every ``eval_every`` steps with key ``crit``
+    (lower is better) for the best checkpoint; ``stop(metrics) -> bool`` ends the phase."""
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=cfg.weight_decay)
+    gamma = (lr_final / lr) ** (1.0 / max(steps, 1))
+    sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma)
+    n = len(t)
+    best = (np.inf, copy.deepcopy(net.state_dict()), 0)
+    bar = _Progress(steps, phase, progress)
+    stopped = "max_steps"
+    last_eval = 0
+    for step in range(1, steps + 1):
+        net.train()
+        if resample is not None:
+            zb, tb = resample(step)
+        elif batch and batch < n:
+            idx = torch.randint(0, n, (batch,), generator=gen)
+            zb, tb = z[idx], t[idx]
+        else:
+            zb, tb = z, t
+        loss = torch.sqrt(torch.mean((net(zb) - tb) ** 2))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % cfg.eval_every == 0 or step == steps:
+            net.eval()
+            m = evaluate(net)
+            m.update(phase=phase, step=step, loss=float(loss.detach()))
+            history.append(m)
+            bar.update(step - last_eval, loss=float(loss.detach()), mare=m.get("val_mare_pct", m.get("train_mare_pct", 0)))
+            last_eval = step
+            if m["crit"] < best[0]:
+                best = (m["crit"], copy.deepcopy(net.state_dict()), step)
+            if stop is not None and stop(m):
+                stopped = "criterion"
+                break
+            if patience is not None and step - best[2] > patience:
+                stopped = "early_stopping"
+                break
+    bar.close()
+    net.eval()
+    return best, stopped, step
+
+
+def fit(curves: FlowCurves, config: TrainConfig | None = None, seed: int = 0, progress: bool = False,
+        arrhenius: dict | None = None, log=None) -> TrainedModel:
+    """Train one model on ``curves`` (the held-out curves must already be removed)."""
+    cfg = config or TrainConfig()
+    cfg.validate()
+    say = log or (lambda *a: None)
+    torch.set_num_threads(max(1, int(cfg.threads)))
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(int(seed))
+
+    curves = without_zero_strain(curves)
+    if curves.n_curves < 2:
+        raise NeumatInputError(f"training needs at least 2 curves, got {curves.n_curves}")
+    names = curves.feature_names
+    x_all = curves.features()
+    box_lo, box_hi = x_all.min(axis=0), x_all.max(axis=0)
+    rate_floor = RATE_FLOOR_FACTOR * float(box_lo[1])
+
+    need_arr = cfg.transfer or cfg.hybrid != "none" or "ln_z" in cfg.features.get("engineered", [])
+    info: dict = {"seed": int(seed), "transfer": None}
+    if need_arr and arrhenius is None:
+        try:
+            arrhenius = fit_arrhenius(curves, cfg.arrhenius_order)
+        except NeumatInputError as exc:
+            if cfg.hybrid != "none":
+                raise NeumatInputError(f"hybrid model needs an Arrhenius fit, which failed: {exc}") from None
+            say(f"warning: Arrhenius fit failed ({exc}); training without transfer")
+            arrhenius = None
+    q_mean = None
+    if arrhenius is not None:
+        e = np.linspace(arrhenius["strain_min"], arrhenius["strain_max"], 50)
+        q_mean = float(np.mean(np.polynomial.polynomial.polyval(e, arrhenius["Q"])))
+
+    # --- split, outliers, resampling ---------------------------------------------------------
+    val_idx = choose_validation_curves(curves, cfg.val_fraction, rng)
+    tr_idx = np.setdiff1d(np.arange(curves.n_curves), val_idx)
+    info["validation_curves"] = [curves.curve_names[i] for i in val_idx]
+    tr_full = curves.subset(tr_idx)
+    va_full = curves.subset(val_idx) if len(val_idx) else None
+    flags = flag_outliers(tr_full, cfg.outlier_threshold) if cfg.outliers != "keep" else np.zeros(len(tr_full), bool)
+    info["outliers_flagged"] = int(flags.sum())
+
+    def run(tr_curves: FlowCurves, tag: str) -> TrainedModel:
+        grid = strain_grid(curves, cfg.points_per_curve)
+        tr = tr_curves.resample(grid)
+        va = va_full.resample(grid) if va_full is not None else None
+        in_tf = InputTransform(names, FeatureSpec(**cfg.features)).fit(x_all, q=q_mean)
+        x_tr = tr.features()
+        base = lambda x: (arrhenius_stress(arrhenius, x[:, 0], x[:, 1], x[:, 2])
+                          if cfg.hybrid != "none" else None)
+        sa_tr = base(x_tr)
+        out_tf = OutputTransform(cfg.output, cfg.hybrid).fit(tr.stress, sa_tr)
+        stress_tr = add_noise(tr.stress, cfg.noise, rng)
+        z_tr = in_tf.transform(x_tr)
+        t_tr = out_tf.target(stress_tr, sa_tr)
+        if cfg.smote_ratio > 0:
+            z_s, t_s, _ = smote(z_tr, t_tr, cfg.smote_ratio, cfg.smote_k, rng, groups=tr.curve,
+                                across_groups=cfg.smote_across)
+            z_fit, t_fit = np.vstack([z_tr, z_s]), np.concatenate([t_tr, t_s])
+        else:
+            z_fit, t_fit = z_tr, t_tr
+        zt, tt = _to_t(z_fit), _to_t(t_fit)
+
+        # evaluation sets (float32 net; scores in MPa on the resampled points)
+        z_trv, sa_trv = _to_t(z_tr), sa_tr
+        if va is not None:
+            x_va = va.features()
+            z_va, sa_va, s_va = _to_t(in_tf.transform(x_va)), base(x_va), va.stress
+
+        def pred(net, z, sa):
+            with torch.no_grad():
+                return out_tf.inverse(net(z).double().numpy(), sa)
+
+        def evaluate(net):
+            m = {"train_mare_pct": mare_pct(pred(net, z_trv, sa_trv), tr.stress)}
+            if va is not None:
+                m["val_mare_pct"] = mare_pct(pred(net, z_va, sa_va), s_va)
+                m["crit"] = m["val_mare_pct"]
+            else:
+                m["crit"] = m["train_mare_pct"]
+            return m
+
+        net = ResidualMLP(cfg.spec, z_tr.shape[1], cfg.activation, cfg.dropout)
+        init_network(net, seed, zero_output=cfg.hybrid != "none")
+        history: list = []
+        tinfo = None
+        if cfg.transfer and arrhenius is not None and cfg.hybrid == "none":
+            tinfo = _pretrain(net, cfg, arrhenius, in_tf, out_tf, x_all, tr, evaluate, rng, gen, history,
+                              progress)
+            say(f"  transfer ({tag}): {tinfo['stopped']} after {tinfo['steps']} steps, train MARE "
+                f"{tinfo['train_mare_pct']:.3g} % (Arrhenius {tinfo['arrhenius_train_mare_pct']:.3g} %)")
+        best, stopped, steps = _train_loop(
+            net, zt, tt, cfg, gen, evaluate, steps=cfg.max_steps, lr=cfg.lr, lr_final=cfg.lr_final,
+            batch=cfg.batch_size, patience=cfg.patience if va is not None else None, phase="fine-tune",
+            history=history, progress=progress)
+        net.load_state_dict(best[1])
+        fin = {"stopped": stopped, "steps": steps, "best_step": best[2], "best_crit_mare_pct": float(best[0]),
+               "criterion": "validation MARE" if va is not None else "training MARE"}
+        inf = dict(info, transfer=tinfo, fine_tune=fin, variant=tag)
+        return TrainedModel(net, in_tf, out_tf, cfg, names, box_lo, box_hi, rate_floor, arrhenius,
+                            history, inf)
+
+    if cfg.outliers == "drop":
+        return run(tr_full.take(np.flatnonzero(~flags)), "outliers dropped")
+    if cfg.outliers == "compare" and flags.any() and va_full is not None:
+        keep = run(tr_full, "outliers kept")
+        drop = run(tr_full.take(np.flatnonzero(~flags)), "outliers dropped")
+        ck, cd = keep.info["fine_tune"]["best_crit_mare_pct"], drop.info["fine_tune"]["best_crit_mare_pct"]
+        win = keep if ck <= cd else drop
+        win.info["outlier_comparison"] = {"flagged_points": int(flags.sum()), "val_mare_pct_kept": ck,
+                                          "val_mare_pct_dropped": cd, "chosen": win.info["variant"]}
+        say(f"  outliers: {int(flags.sum())} flagged; validation MARE kept {ck:.3g} %, dropped {cd:.3g} % "
+            f"→ {win.info['variant']}")
+        return win
+    return run(tr_full, "all points")
+
+
+def _pretrain(net, cfg: TrainConfig, arrhenius: dict, in_tf, out_tf, x_all, tr: FlowCurves, evaluate,
+              rng, gen, history, progress) -> dict:
+    """Transfer: train on Arrhenius points until train MARE ≤ factor × Arrhenius's train MARE."""
+    lo, hi = x_all.min(axis=0), x_all.max(axis=0)
+    span = hi - lo
+    m = cfg.transfer_margin
+    n = cfg.transfer_points
+    e = rng.uniform(lo[0] - m * span[0], hi[0] + m * span[0], n)
+    e = np.maximum(e, 0.0)
+    lr_lo, lr_hi = np.log(lo[1]), np.log(hi[1])
+    lr_span = lr_hi - lr_lo
+    rate = np.exp(rng.uniform(lr_lo - m * lr_span, lr_hi + m * lr_span, n))
+    temp = rng.uniform(lo[2] - m * span[2], hi[2] + m * span[2], n)
+    cols = [e, rate, temp]
+    for k in range(3, x_all.shape[1]):
+        vals = np.unique(x_all[:, k])
+        cols.append(vals[rng.integers(0, len(vals), n)])
+    xs = np.column_stack(cols)
+    ss = arrhenius_stress(arrhenius, xs[:, 0], xs[:, 1], xs[:, 2])
+    ok = np.isfinite(ss) & (ss > 0)
+    zs, ts = _to_t(in_tf.transform(xs[ok])), _to_t(out_tf.target(ss[ok]))
+    a_mare = mare_pct(arrhenius_stress(arrhenius, tr.strain, tr.strain_rate, tr.temperature), tr.stress)
+    target = cfg.transfer_factor * a_mare
+    nb = min(cfg.transfer_batch, len(ts))
+
+    def resample(step):
+        idx = torch.randint(0, len(ts), (nb,), generator=gen)
+        return zs[idx], ts[idx]
+
+    def stop(mt):
+        return mt["train_mare_pct"] <= target
+
+    h0 = len(history)
+    best, stopped, steps = _train_loop(net, zs, ts, cfg, gen, evaluate, steps=cfg.transfer_max_steps,
+                                       lr=cfg.transfer_lr, lr_final=cfg.transfer_lr * 0.1, batch=nb,
+                                       patience=None, stop=stop, phase="transfer", history=history,
+                                       progress=progress, resample=resample)
+    last = history[-1] if len(history) > h0 else {"train_mare_pct": float("nan")}
+    return {"stopped": stopped, "steps": steps, "train_mare_pct": last["train_mare_pct"],
+            "arrhenius_train_mare_pct": a_mare, "target_mare_pct": target, "factor": cfg.transfer_factor,
+            "source_points": int(ok.sum())}
+
+
+def score_model(model, curves: FlowCurves) -> dict:
+    """Scores on all points of ``curves`` with strain > 0 (``model.predict_curves``)."""
+    c = without_zero_strain(curves)
+    return scores(model.predict_curves(c), c.stress)
