@@ -1,0 +1,238 @@
+! ---------------------------------------------------------------------------------------------
+! J2 return mapping with the neural flow stress, and the Abaqus/CalculiX UMAT entry point.
+! Same algorithm, PROPS and STATEV layout as the Python bridge (fem_bridge.conventions, j2).
+!
+! PROPS  1 E (MPa)   2 nu   3 temperature convention: 0 Abaqus (T_end = TEMP + DTEMP),
+!        1 CalculiX (T_end = TEMP, DTEMP ignored)   4 strain-rate floor (1/s), <= 0: the model's
+!        5 ... the model's extra features in its order (@@EXTRAS@@)
+! STATEV 1 p   2-7 plastic strain (11,22,33,12,13,23, engineering shear)   8 pdot (1/s)
+!        9 number of converged flow-stress evaluations with an input outside the training box
+! Units: MPa, 1/s, degC, s.   Voigt order 11, 22, 33, 12, 13, 23; engineering shear strain.
+! ---------------------------------------------------------------------------------------------
+module @@J2MOD@@
+  use, intrinsic :: iso_c_binding, only: c_double
+  use, intrinsic :: ieee_arithmetic, only: ieee_is_finite
+  use @@FLOWMOD@@
+  implicit none
+  private
+  public :: nm_j2_update, NM_NSTATV, NM_NPROPS, NM_OK, NM_STEP_CUT, NM_BAD_INPUT, NM_PNEWDT_CUT
+
+  integer, parameter :: NM_NSTATV = @@NSTATV@@
+  integer, parameter :: NM_NPROPS = @@NFIXED@@ + NM_NEXTRA
+  integer, parameter :: NM_OK = @@OK@@, NM_STEP_CUT = @@STEP_CUT@@, NM_BAD_INPUT = @@BAD_INPUT@@
+  real(c_double), parameter :: NM_RTOL = @@RTOL@@          ! |r| <= RTOL * q_trial
+  integer, parameter :: NM_MAX_ITER = @@MAX_ITER@@
+  real(c_double), parameter :: NM_PNEWDT_CUT = @@PNEWDT_CUT@@
+  integer, parameter :: NM_TEMP_MODE_CALCULIX = @@TEMP_MODE_CALCULIX@@
+
+contains
+
+  pure subroutine nm_elastic(E, nu, c)
+    real(c_double), intent(in) :: E, nu
+    real(c_double), intent(out) :: c(6, 6)
+    real(c_double) :: lam, g
+    integer :: i
+    lam = E * nu / ((1.0d0 + nu) * (1.0d0 - 2.0d0 * nu))
+    g = E / (2.0d0 * (1.0d0 + nu))
+    c = 0.0d0
+    c(1:3, 1:3) = lam
+    do i = 1, 3
+      c(i, i) = c(i, i) + 2.0d0 * g
+      c(3 + i, 3 + i) = g
+    end do
+  end subroutine nm_elastic
+
+  pure subroutine nm_flow(p, pdot, temp, extras, floor, sig, dsig_dp, dsig_dpdot)
+    ! sigma_y(p, pdot, T, extras) with the rate floor `floor` (1/s); derivative 0 below it
+    real(c_double), intent(in) :: p, pdot, temp, extras(NM_NEXTRA), floor
+    real(c_double), intent(out) :: sig, dsig_dp, dsig_dpdot
+    real(c_double) :: x(NM_NF), ds(NM_NF)
+    x(1) = p
+    x(2) = max(pdot, floor)
+    x(3) = temp
+    x(4:) = extras
+    call neumat_flow(x, sig, ds)
+    dsig_dp = ds(1)
+    dsig_dpdot = ds(2)
+    if (pdot < floor) dsig_dpdot = 0.0d0
+  end subroutine nm_flow
+
+  pure subroutine nm_j2_update(props, stress, statev, dstran, dtime, temp, dtemp, ddsdde, status, niter)
+    ! One stress update. stress(6), statev(NM_NSTATV): start values in, end values out
+    ! (unchanged unless status == NM_OK). ddsdde(6,6): consistent tangent (elastic if not OK).
+    real(c_double), intent(in) :: props(NM_NPROPS), dstran(6), dtime, temp, dtemp
+    real(c_double), intent(inout) :: stress(6), statev(NM_NSTATV)
+    real(c_double), intent(out) :: ddsdde(6, 6)
+    integer, intent(out) :: status, niter
+    real(c_double) :: E, nu, g, k, tend, floor, extras(NM_NEXTRA)
+    real(c_double) :: str(6), s(6), mean, q, nrm(6), pn, dp, a, b, r, drdp
+    real(c_double) :: sy, hp, hr, h, theta, thetab, dpn, x(NM_NF)
+    integer :: i, j, it
+    logical :: conv
+
+    niter = 0
+    status = NM_OK
+    E = props(1)
+    nu = props(2)
+    extras = props(@@NFIXED@@ + 1:)
+    ! ---- input checks: nothing is changed, an elastic (finite) tangent is returned
+    if (.not. (all(ieee_is_finite(props)) .and. E > 0.0d0 .and. nu > -1.0d0 .and. nu < 0.5d0)) then
+      call nm_fallback_tangent(E, nu, ddsdde)
+      status = NM_BAD_INPUT
+      return
+    end if
+    call nm_elastic(E, nu, ddsdde)
+    if (.not. (all(ieee_is_finite(stress)) .and. all(ieee_is_finite(statev)) &
+               .and. all(ieee_is_finite(dstran)) .and. ieee_is_finite(dtime) &
+               .and. ieee_is_finite(temp) .and. ieee_is_finite(dtemp)) .or. .not. dtime > 0.0d0) then
+      status = NM_BAD_INPUT
+      return
+    end if
+    if (nint(props(3)) == NM_TEMP_MODE_CALCULIX) then
+      tend = temp
+    else
+      tend = temp + dtemp
+    end if
+    floor = props(4)
+    if (.not. floor > 0.0d0) floor = NM_RATE_FLOOR
+    g = E / (2.0d0 * (1.0d0 + nu))
+    k = E / (3.0d0 * (1.0d0 - 2.0d0 * nu))
+    pn = statev(1)
+
+    ! ---- elastic trial
+    str = stress + matmul(ddsdde, dstran)
+    mean = (str(1) + str(2) + str(3)) / 3.0d0
+    s = str
+    s(1:3) = s(1:3) - mean
+    q = sqrt(1.5d0 * (s(1)**2 + s(2)**2 + s(3)**2 + 2.0d0 * (s(4)**2 + s(5)**2 + s(6)**2)))
+    call nm_flow(pn, 0.0d0, tend, extras, floor, sy, hp, hr)
+    if (.not. ieee_is_finite(sy)) then
+      status = NM_STEP_CUT
+      return
+    end if
+    if (q <= sy) then
+      stress = str
+      statev(8) = 0.0d0
+      return
+    end if
+
+    ! ---- plastic: Newton on dp in the bracket [0, q/(3G)], bisection when Newton leaves it
+    a = 0.0d0
+    b = q / (3.0d0 * g)
+    dp = 0.0d0
+    conv = .false.
+    do it = 1, NM_MAX_ITER
+      niter = it
+      call nm_flow(pn + dp, dp / dtime, tend, extras, floor, sy, hp, hr)
+      r = q - 3.0d0 * g * dp - sy
+      h = hp + hr / dtime
+      if (.not. (ieee_is_finite(r) .and. ieee_is_finite(h))) exit
+      if (abs(r) <= NM_RTOL * q) then
+        conv = .true.
+        exit
+      end if
+      if (r > 0.0d0) then
+        a = dp
+      else
+        b = dp
+      end if
+      drdp = -3.0d0 * g - h
+      dpn = dp - r / drdp
+      if (.not. (dpn > a .and. dpn < b)) dpn = 0.5d0 * (a + b)
+      dp = dpn
+    end do
+    if (.not. conv) then
+      status = NM_STEP_CUT
+      return
+    end if
+
+    ! ---- converged: update stress, state and the consistent tangent
+    theta = 1.0d0 - 3.0d0 * g * dp / q
+    nrm = s / (sqrt(2.0d0 / 3.0d0) * q)                 ! unit deviatoric direction (tensor norm 1)
+    stress(1:3) = mean + theta * s(1:3)
+    stress(4:6) = theta * s(4:6)
+    statev(1) = pn + dp
+    statev(2:4) = statev(2:4) + dp * 1.5d0 * s(1:3) / q
+    statev(5:7) = statev(5:7) + dp * 3.0d0 * s(4:6) / q    ! engineering shear
+    statev(8) = dp / dtime
+    x(1) = pn + dp
+    x(2) = dp / dtime
+    x(3) = tend
+    x(4:) = extras
+    if (nm_out_of_box(x)) statev(9) = statev(9) + 1.0d0
+    thetab = 1.0d0 / (1.0d0 + h / (3.0d0 * g)) - (1.0d0 - theta)
+    ddsdde = 0.0d0
+    do j = 1, 6
+      do i = 1, 6
+        ddsdde(i, j) = -2.0d0 * g * thetab * nrm(i) * nrm(j)
+      end do
+    end do
+    do j = 1, 3
+      do i = 1, 3
+        ddsdde(i, j) = ddsdde(i, j) + k - 2.0d0 * g * theta / 3.0d0
+      end do
+      ddsdde(j, j) = ddsdde(j, j) + 2.0d0 * g * theta
+      ddsdde(3 + j, 3 + j) = ddsdde(3 + j, 3 + j) + g * theta
+    end do
+  end subroutine nm_j2_update
+
+  pure subroutine nm_fallback_tangent(E, nu, c)
+    ! a finite tangent when E or nu is unusable: the elastic one if it is finite, else identity
+    real(c_double), intent(in) :: E, nu
+    real(c_double), intent(out) :: c(6, 6)
+    integer :: i
+    if (ieee_is_finite(E) .and. ieee_is_finite(nu) .and. E > 0.0d0 .and. nu > -1.0d0 .and. nu < 0.5d0) then
+      call nm_elastic(E, nu, c)
+    else
+      c = 0.0d0
+      do i = 1, 6
+        c(i, i) = 1.0d0
+      end do
+    end if
+  end subroutine nm_fallback_tangent
+end module @@J2MOD@@
+
+
+subroutine umat(stress, statev, ddsdde, sse, spd, scd, rpl, ddsddt, drplde, drpldt, &
+                stran, dstran, time, dtime, temp, dtemp, predef, dpred, cmname, ndi, nshr, &
+                ntens, nstatv, props, nprops, coords, drot, pnewdt, celent, dfgrd0, dfgrd1, &
+                noel, npt, layer, kspt, jstep, kinc)
+  ! Abaqus UMAT argument list (gfortran exports it as umat_). Reentrant: no SAVEd data, all
+  ! locals on the stack (built with -frecursive), so solvers may call it from many threads.
+  use, intrinsic :: iso_c_binding, only: c_double
+  use @@J2MOD@@
+  implicit none
+  integer, intent(in) :: ndi, nshr, ntens, nstatv, nprops, noel, npt, layer, kspt, jstep, kinc
+  character(len=80), intent(in) :: cmname
+  real(c_double), intent(inout) :: stress(ntens), statev(nstatv), sse, spd, scd, pnewdt
+  real(c_double), intent(out) :: ddsdde(ntens, ntens), rpl, ddsddt(ntens), drplde(ntens), drpldt
+  real(c_double), intent(in) :: stran(ntens), dstran(ntens), time(2), dtime, temp, dtemp
+  real(c_double), intent(in) :: predef(*), dpred(*), props(nprops), coords(3), drot(3, 3)
+  real(c_double), intent(in) :: celent, dfgrd0(3, 3), dfgrd1(3, 3)
+  real(c_double) :: c(6, 6), sv(NM_NSTATV), st(6)
+  integer :: status, niter
+
+  if (ntens /= 6 .or. ndi /= 3 .or. nshr /= 3) then
+    error stop "neumat UMAT: only 3-D solid elements (NTENS = 6, NDI = NSHR = 3) are supported"
+  end if
+  if (nstatv < NM_NSTATV) then
+    error stop "neumat UMAT: *DEPVAR must be at least @@NSTATV@@ (see the STATEV table)"
+  end if
+  if (nprops < NM_NPROPS) then
+    error stop "neumat UMAT: *USER MATERIAL, CONSTANTS must be at least @@NPROPS@@ (see the PROPS table)"
+  end if
+  rpl = 0.0d0
+  drpldt = 0.0d0
+  ddsddt = 0.0d0
+  drplde = 0.0d0
+  st = stress
+  sv = statev(1:NM_NSTATV)
+  call nm_j2_update(props(1:NM_NPROPS), st, sv, dstran, dtime, temp, dtemp, c, status, niter)
+  ddsdde = c
+  if (status == NM_OK) then
+    stress = st
+    statev(1:NM_NSTATV) = sv
+  else
+    pnewdt = NM_PNEWDT_CUT
+  end if
+end subroutine umat
