@@ -76,6 +76,15 @@ class FlowCurves:
                 idx = np.flatnonzero(self.curve == c)
                 self.time_index[idx] = np.arange(len(idx))
         self.time_index = np.asarray(self.time_index, dtype=np.int64)
+        n = len(self.curve)
+        for name, arr in (*((k, getattr(self, k)) for k in FIELDS), *self.extras.items(),
+                          ("time_index", self.time_index)):
+            if arr.shape != (n,):
+                raise ValueError(f"FlowCurves: '{name}' has shape {arr.shape}, expected ({n},)")
+        if n and (self.curve.min() < 0 or self.curve.max() >= len(self.curve_names)):
+            raise ValueError("FlowCurves: curve index outside curve_names")
+        if len(np.unique(self.curve)) != len(self.curve_names):
+            raise ValueError("FlowCurves: every curve in curve_names needs at least one point")
 
     # ---- basic views -------------------------------------------------------------------
     def __len__(self) -> int:
@@ -105,7 +114,7 @@ class FlowCurves:
 
     def conditions(self) -> np.ndarray:
         """(n_curves, 2 + n_extras): temperature °C, strain rate 1/s, extras per curve."""
-        first = np.array([np.flatnonzero(self.curve == c)[0] for c in range(self.n_curves)])
+        _, first = np.unique(self.curve, return_index=True)
         cols = [self.temperature[first], self.strain_rate[first],
                 *(v[first] for v in self.extras.values())]
         return np.column_stack(cols)
@@ -188,35 +197,59 @@ class FlowCurves:
 
     # ---- signal processing (method.md) ---------------------------------------------------
     def resample(self, strain_grid: np.ndarray) -> "FlowCurves":
-        """Each curve linearly interpolated on ``strain_grid`` (points beyond a curve's range dropped)."""
-        strain_grid = np.asarray(strain_grid, dtype=float)
+        """Each curve linearly interpolated in strain on ``strain_grid``.
+
+        Grid points outside a curve's strain range are dropped (no extrapolation). Points are
+        sorted by strain first (equal strains are averaged). A curve whose strain range holds
+        no grid point is dropped and listed in ``excluded`` (curve indices then renumber; the
+        result's ``conditions()`` stays consistent with its ``curve``).
+        """
+        strain_grid = np.unique(np.asarray(strain_grid, dtype=float).ravel())
+        if len(strain_grid) == 0 or not np.all(np.isfinite(strain_grid)):
+            raise NeumatInputError("resample: the strain grid must hold finite values")
         cols = {k: [] for k in ("curve", "temperature", "strain_rate", "strain", "stress")}
         extras = {k: [] for k in self.extras}
+        names, excluded = [], list(self.excluded)
         for c in range(self.n_curves):
             i = self.curve_points(c)
-            e, s = self.strain[i], self.stress[i]
-            order = np.argsort(e, kind="stable")
-            e, s = e[order], s[order]
+            e, inv = np.unique(self.strain[i], return_inverse=True)
+            s = np.bincount(inv.ravel(), weights=self.stress[i]) / np.bincount(inv.ravel())
             g = strain_grid[(strain_grid >= e[0]) & (strain_grid <= e[-1])]
-            cols["curve"].append(np.full(len(g), c))
+            if len(g) == 0:
+                excluded.append((f"curve '{self.curve_names[c]}'",
+                                 f"its strain range {e[0]:g} … {e[-1]:g} holds no point of the "
+                                 f"resampling grid"))
+                continue
+            names.append(self.curve_names[c])
+            cols["curve"].append(np.full(len(g), len(names) - 1))
             cols["temperature"].append(np.full(len(g), self.temperature[i[0]]))
             cols["strain_rate"].append(np.full(len(g), self.strain_rate[i[0]]))
             cols["strain"].append(g)
             cols["stress"].append(np.interp(g, e, s))
             for k in self.extras:
                 extras[k].append(np.full(len(g), self.extras[k][i[0]]))
+        if not names:
+            raise NeumatInputError("resample: no curve overlaps the strain grid")
         return FlowCurves(**{k: np.concatenate(v) for k, v in cols.items()},
-                          curve_names=list(self.curve_names),
+                          curve_names=names,
                           extras={k: np.concatenate(v) for k, v in extras.items()},
-                          source=self.source, synthetic=self.synthetic, excluded=list(self.excluded))
+                          source=self.source, synthetic=self.synthetic, excluded=excluded)
 
     def smoothed(self, window: int = 31, order: int = 3) -> "FlowCurves":
-        """Savitzky–Golay smoothing of stress along each curve (used for the Arrhenius fit only)."""
+        """Savitzky–Golay smoothing of stress along each curve (used for the Arrhenius fit only).
+
+        ``window`` (points, made odd) is cut to the curve length; curves shorter than
+        ``order + 2`` points stay as they are. Points are taken in the order of the table (the
+        test's time order); the filter assumes roughly even spacing, as flow curves have.
+        """
         from scipy.signal import savgol_filter
+        if order < 0 or window < 1:
+            raise NeumatInputError("smoothing: window must be >= 1 and order >= 0")
         out = self.take(np.arange(len(self)))
         for c in range(self.n_curves):
             i = self.curve_points(c)
-            w = min(window, len(i) - (1 - len(i) % 2))
+            w = min(window, len(i))
+            w -= 1 - w % 2                      # odd
             if w > order + 1:
                 out.stress[i] = savgol_filter(self.stress[i], w, order)
         out.stress = np.maximum(out.stress, 1e-6)
@@ -237,11 +270,27 @@ class FlowCurves:
             lines.append(f"  excluded {what}: {why}")
         return "\n".join(lines)
 
-    def to_csv(self, path: str | os.PathLike) -> None:
-        """Long CSV in internal units, readable back with ``load_csv`` and default columns."""
+    def to_csv(self, path: str | os.PathLike, attribution: str | None = None) -> None:
+        """Long CSV in internal units that ``load_csv(path)`` reads back identically.
+
+        Columns ``curve, temperature_C, strain_rate_per_s, true_strain, true_stress_MPa`` and one
+        per extra feature, values written exactly (``repr``). Leading ``# key: value`` comment
+        lines record the source, the SYNTHETIC flag, the extra-feature columns (so they load as
+        features again) and the attribution of real data.
+        """
         header = ["curve", "temperature_C", "strain_rate_per_s", "true_strain", "true_stress_MPa",
                   *self.extras]
-        with open(path, "w", newline="") as f:
+        meta = [("neumat", "flow curves, long CSV; temperature °C, strain rate 1/s, true strain, "
+                           "true stress MPa"),
+                ("source", self.source or "unknown"),
+                ("synthetic", "true (SYNTHETIC data, not measured)" if self.synthetic else "false")]
+        if self.extras:
+            meta.append(("extras", ",".join(self.extras)))
+        if attribution:
+            meta.append(("attribution", attribution))
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            for k, v in meta:
+                f.write(f"# {k}: {v}\n")
             w = csv.writer(f)
             w.writerow(header)
             for i in range(len(self)):
@@ -291,33 +340,77 @@ def dataset_available(name: str) -> bool:
     return name in NAMED_DATASETS and (data_root() / name / NAMED_DATASETS[name]["file"]).is_file()
 
 
+# Extra-feature columns used automatically when present (method.md's record has ``direction``);
+# any other extra must be asked for (``extras=[...]``, ``--extras``, ``--columns name=column``).
+AUTO_EXTRAS = ("direction",)
+SYNTHETIC_NAMES = ("synthetic_dz411", "synthetic")
+# Options that only apply to reading CSV files and folders, with their neutral values.
+_FILE_OPTIONS = {"columns": ({}, None), "extras": ((), [], None), "temperature_unit": ("C",),
+                 "stress_unit": ("MPa",), "strain_rate_unit": ("1/s",)}
+
+
 def load(spec: str, **kwargs) -> FlowCurves:
-    """Load by name (shared data set or ``synthetic_dz411``), CSV file, or folder of CSVs."""
-    if spec in NAMED_DATASETS:
-        return load_named(spec)
-    if spec in ("synthetic", "synthetic_dz411"):
+    """Load by name (shared data set or ``synthetic_dz411``), CSV file, or folder of CSVs.
+
+    Keyword arguments go to :func:`load_csv` / :func:`load_folder`; ``data_seed`` selects the
+    noise of the synthetic set; ``exclude_conditions`` (list of (T °C, rate 1/s[, extras])) drops
+    whole curves, listed in ``FlowCurves.excluded``.
+    """
+    data_seed = kwargs.pop("data_seed", 0)
+    exclude = kwargs.pop("exclude_conditions", ())
+    if spec in NAMED_DATASETS or spec in SYNTHETIC_NAMES:
+        for k, v in kwargs.items():
+            if k in _FILE_OPTIONS and not any(v == d for d in _FILE_OPTIONS[k]):
+                raise NeumatInputError(
+                    f"'{spec}' is a named data set with fixed columns and units; the option "
+                    f"{k.replace('_', '-')}={v!r} applies to CSV files and folders only")
+        if spec in NAMED_DATASETS:
+            return load_named(spec, exclude_conditions=exclude)
         from .synthetic import generate_dz411
-        return generate_dz411(seed=kwargs.get("data_seed", 0))
-    kwargs.pop("data_seed", None)
+        return exclude_curves(generate_dz411(seed=data_seed), exclude)
     p = Path(spec)
     if p.is_dir():
-        return load_folder(p, **kwargs)
+        return load_folder(p, exclude_conditions=exclude, **kwargs)
     if p.is_file():
-        return load_csv(p, **kwargs)
+        return load_csv(p, exclude_conditions=exclude, **kwargs)
     raise NeumatInputError(
         f"data '{spec}' is neither a known data set ({', '.join([*NAMED_DATASETS, 'synthetic_dz411'])}) "
         f"nor an existing CSV file or folder")
 
 
-def load_named(name: str) -> FlowCurves:
+def load_named(name: str, exclude_conditions: Sequence[Sequence[float]] = ()) -> FlowCurves:
+    """A shared data set of ``NAMED_DATASETS`` from :func:`data_root` (source = its name)."""
+    if name not in NAMED_DATASETS:
+        raise NeumatInputError(f"unknown data set '{name}'; known: {', '.join(NAMED_DATASETS)}")
     info = NAMED_DATASETS[name]
     path = data_root() / name / info["file"]
     if not path.is_file():
         raise NeumatInputError(f"data set '{name}' not found at {path}; set NEUMAT_DATA to the folder "
                                f"holding {name}/")
-    fc = load_csv(path, columns=info["columns"], allow_replicates=info["allow_replicates"])
+    fc = load_csv(path, columns=info["columns"], allow_replicates=info["allow_replicates"],
+                  exclude_conditions=exclude_conditions)
     fc.source = name
     return fc
+
+
+def exclude_curves(fc: FlowCurves, conditions: Sequence[Sequence[float]],
+                   reason: str = "condition excluded by the user") -> FlowCurves:
+    """Drop the whole curves matching ``conditions`` (as ``match_conditions``); list them in
+    ``excluded`` with ``reason``. A condition that matches nothing is an error."""
+    if not len(conditions):
+        return fc
+    try:
+        drop = fc.match_conditions(conditions)
+    except NeumatInputError as exc:
+        raise NeumatInputError(str(exc).replace("held-out condition", "excluded condition")) from None
+    keep = np.setdiff1d(np.arange(fc.n_curves), drop)
+    if not len(keep):
+        raise NeumatInputError("the excluded conditions leave no curve")
+    out = fc.subset(keep)
+    out.excluded = list(fc.excluded) + [
+        (f"curve '{fc.curve_names[c]}' ({fc.condition_label(c)}, {len(fc.curve_points(c))} points)",
+         reason) for c in drop]
+    return out
 
 
 def parse_columns(text: str | None) -> dict[str, str]:
@@ -329,84 +422,157 @@ def parse_columns(text: str | None) -> dict[str, str]:
         if "=" not in part:
             raise NeumatInputError(f"--columns: '{part}' is not FIELD=COLUMN")
         k, v = (s.strip() for s in part.split("=", 1))
+        if not k or not v:
+            raise NeumatInputError(f"--columns: '{part}' is not FIELD=COLUMN")
         out[k] = v
     return out
 
 
-def _read_table(path: Path) -> tuple[list[str], list[list[str]]]:
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            sample = f.read(4096)
-            f.seek(0)
+@dataclass
+class _Table:
+    """A CSV file read as text: header, data rows and their 1-based line numbers in the file."""
+    path: Path
+    header: list[str]
+    header_line: int
+    rows: list[list[str]]
+    lines: np.ndarray
+    meta: dict[str, str]
+    decimal_comma: bool
+
+    def where(self, column: str) -> int:
+        if self.header.count(column) > 1:
+            raise DataError(f"column '{column}' appears {self.header.count(column)} times in the header",
+                            file=str(self.path), row=self.header_line, column=column)
+        return self.header.index(column)
+
+    def require(self, column: str, what: str, hint: str = "") -> None:
+        if column not in self.header:
+            raise DataError(f"missing column '{column}' (for {what}); the file has: "
+                            f"{', '.join(self.header)}{hint}", file=str(self.path),
+                            row=self.header_line, column=column)
+
+    def text_column(self, column: str) -> list[str]:
+        j = self.where(column)
+        return [r[j].strip() if j < len(r) else "" for r in self.rows]
+
+    def numeric(self, column: str) -> np.ndarray:
+        """Finite floats of a column; the first bad cell raises naming file, line and column."""
+        j = self.where(column)
+        out = np.empty(len(self.rows))
+        for i, r in enumerate(self.rows):
+            cell = r[j].strip() if j < len(r) else ""
+            if cell == "":
+                more = "" if j < len(r) else f" (the row has {len(r)} fields, the header {len(self.header)})"
+                raise DataError("empty value" + more, file=str(self.path), row=int(self.lines[i]),
+                                column=column)
             try:
-                dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
-            except csv.Error:
-                dialect = csv.excel
-            rows = list(csv.reader(f, dialect))
+                v = float(cell.replace(",", ".") if self.decimal_comma else cell)
+            except ValueError:
+                raise DataError(f"'{cell}' is not a number", file=str(self.path),
+                                row=int(self.lines[i]), column=column) from None
+            if not math.isfinite(v):
+                raise DataError(f"value '{cell}' is not finite (allowed: a finite number)",
+                                file=str(self.path), row=int(self.lines[i]), column=column)
+            out[i] = v
+        return out
+
+
+def _read_table(path: Path) -> _Table:
+    """Read a delimited text file (``,``, ``;`` or tab, chosen from the header line).
+
+    Blank lines and ``#`` comment lines are skipped (line numbers stay those of the file);
+    ``# key: value`` lines above the header are kept as metadata. With ``;`` or tab as the
+    delimiter a decimal comma is accepted. Quoted fields may not span lines.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise DataError(f"cannot read: {exc.strerror}", file=str(path)) from None
     except UnicodeDecodeError:
         raise DataError("not a UTF-8 text (CSV) file", file=str(path)) from None
-    rows = [r for r in rows if any(c.strip() for c in r)]
-    if not rows:
-        raise DataError("the file is empty", file=str(path))
-    return [h.strip() for h in rows[0]], rows[1:]
+    meta: dict[str, str] = {}
+    data_lines: list[str] = []
+    numbers: list[int] = []
+    for k, line in enumerate(text.splitlines(), start=1):
+        st = line.strip()
+        if not st:
+            continue
+        if st.startswith("#"):
+            if not data_lines and ":" in st:
+                key, val = st[1:].split(":", 1)
+                meta[key.strip().lower()] = val.strip()
+            continue
+        data_lines.append(line)
+        numbers.append(k)
+    if not data_lines:
+        raise DataError("the file is empty (no header line)", file=str(path))
+    delim = max((",", ";", "\t"), key=lambda d: data_lines[0].count(d))
+    if data_lines[0].count(delim) == 0:
+        delim = ","
+    rows = list(csv.reader(data_lines, delimiter=delim))
+    header = [h.strip() for h in rows[0]]
+    if len(rows) < 2:
+        raise DataError("no data rows below the header", file=str(path), row=numbers[0] + 1)
+    return _Table(path, header, numbers[0], rows[1:], np.asarray(numbers[1:]), meta,
+                  decimal_comma=delim != ",")
 
 
-def _numeric_column(path: Path, header: list[str], rows: list[list[str]], column: str) -> np.ndarray:
-    j = header.index(column)
-    out = np.empty(len(rows))
-    for i, r in enumerate(rows):
-        line = i + 2            # 1-based line in the file, header is line 1
-        cell = r[j].strip() if j < len(r) else ""
-        if cell == "":
-            raise DataError("empty value", file=str(path), row=line, column=column)
-        try:
-            v = float(cell)
-        except ValueError:
-            raise DataError(f"'{cell}' is not a number", file=str(path), row=line, column=column) from None
-        if not math.isfinite(v):
-            raise DataError(f"value {cell} is not finite", file=str(path), row=line, column=column)
-        out[i] = v
-    return out
+def _check_unit(kind: str, unit: str, table: dict) -> None:
+    if unit not in table:
+        raise NeumatInputError(f"{kind} unit '{unit}' unknown; use one of {', '.join(table)}")
 
 
-def _convert_units(path, values, lines, columns, temperature_unit, stress_unit, strain_rate_unit):
-    """Convert to internal units in place and check physical ranges; errors name the row."""
-    def fail(name, i, msg):
-        raise DataError(msg, file=str(path), row=int(lines[i]), column=columns[name])
+def _convert_and_check(path, values: dict[str, np.ndarray], lines, columns: dict[str, str],
+                       temperature_unit: str, stress_unit: str, strain_rate_unit: str) -> None:
+    """Convert the fields present in ``values`` to internal units in place and check their
+    physical ranges; the first bad value raises naming file, line and column."""
+    _check_unit("temperature", temperature_unit, TEMPERATURE_UNITS)
+    _check_unit("stress", stress_unit, STRESS_UNITS)
+    _check_unit("strain-rate", strain_rate_unit, STRAIN_RATE_UNITS)
 
-    if temperature_unit not in TEMPERATURE_UNITS:
-        raise NeumatInputError(f"temperature unit '{temperature_unit}' unknown; use one of {list(TEMPERATURE_UNITS)}")
-    if stress_unit not in STRESS_UNITS:
-        raise NeumatInputError(f"stress unit '{stress_unit}' unknown; use one of {list(STRESS_UNITS)}")
-    if strain_rate_unit not in STRAIN_RATE_UNITS:
-        raise NeumatInputError(f"strain-rate unit '{strain_rate_unit}' unknown; use one of {list(STRAIN_RATE_UNITS)}")
-    a, b = TEMPERATURE_UNITS[temperature_unit]
-    values["temperature"] = values["temperature"] * a + b
-    values["stress"] = values["stress"] * STRESS_UNITS[stress_unit]
-    values["strain_rate"] = values["strain_rate"] * STRAIN_RATE_UNITS[strain_rate_unit]
-
-    t = values["temperature"]
-    bad = np.flatnonzero(t < ABSOLUTE_ZERO_C)
-    if len(bad):
-        fail("temperature", bad[0], f"temperature {t[bad[0]]:g} °C is below absolute zero "
-                                    f"(allowed: > {ABSOLUTE_ZERO_C} °C; unit given: {temperature_unit})")
-    bad = np.flatnonzero(t > PLAUSIBLE_TEMPERATURE_C[1])
-    if len(bad):
-        fail("temperature", bad[0], f"temperature {t[bad[0]]:g} °C is above {PLAUSIBLE_TEMPERATURE_C[1]:g} °C: "
-                                    f"wrong unit? (given: {temperature_unit}; use --temperature-unit)")
-    for name, unit in (("stress", stress_unit), ("strain_rate", strain_rate_unit)):
-        v = values[name]
-        bad = np.flatnonzero(v <= 0)
+    def first_bad(name, mask, msg):
+        bad = np.flatnonzero(mask)
         if len(bad):
-            fail(name, bad[0], f"{name.replace('_', ' ')} {v[bad[0]]:g} must be > 0 "
-                               f"(compression given as negative? give magnitudes)")
-    s = values["stress"]
-    if np.median(s) > PLAUSIBLE_STRESS_MPA[1] or np.median(s) < PLAUSIBLE_STRESS_MPA[0]:
-        i = int(np.argmax(s)) if np.median(s) > PLAUSIBLE_STRESS_MPA[1] else int(np.argmin(s))
-        fail("stress", i, f"median stress {np.median(s):g} MPa is outside {PLAUSIBLE_STRESS_MPA} MPa: "
-                          f"wrong unit? (given: {stress_unit}; use --stress-unit Pa|kPa|MPa|GPa|psi|ksi)")
+            line = lines[bad[0]]
+            raise DataError(msg(values[name][bad[0]]), file=str(path),
+                            row=None if line is None else int(line), column=columns[name])
+
+    if "temperature" in values:
+        a, b = TEMPERATURE_UNITS[temperature_unit]
+        t = np.round(values["temperature"] * a + b, 9)
+        values["temperature"] = t
+        first_bad("temperature", t <= ABSOLUTE_ZERO_C,
+                  lambda v: f"temperature {v:g} °C is at or below absolute zero (allowed: > "
+                            f"{ABSOLUTE_ZERO_C} °C, i.e. > 0 K; unit given: {temperature_unit})")
+        first_bad("temperature", t > PLAUSIBLE_TEMPERATURE_C[1],
+                  lambda v: f"temperature {v:g} °C is above {PLAUSIBLE_TEMPERATURE_C[1]:g} °C "
+                            f"(allowed: {ABSOLUTE_ZERO_C} … {PLAUSIBLE_TEMPERATURE_C[1]:g} °C): wrong "
+                            f"unit? (given: {temperature_unit}; use --temperature-unit)")
+    if "strain_rate" in values:
+        values["strain_rate"] = values["strain_rate"] * STRAIN_RATE_UNITS[strain_rate_unit]
+        first_bad("strain_rate", values["strain_rate"] <= 0,
+                  lambda v: f"strain rate {v:g} 1/s is not > 0 (allowed: > 0; give magnitudes)")
+    if "strain" in values:
+        first_bad("strain", values["strain"] < 0,
+                  lambda v: f"true strain {v:g} is negative (allowed: >= 0; give magnitudes for "
+                            f"compression)")
+    if "stress" in values:
+        s = values["stress"] = values["stress"] * STRESS_UNITS[stress_unit]
+        first_bad("stress", s <= 0,
+                  lambda v: f"stress {v:g} MPa is not > 0 (allowed: > 0 MPa; give magnitudes for "
+                            f"compression)")
+        med = float(np.median(s))
+        if not PLAUSIBLE_STRESS_MPA[0] <= med <= PLAUSIBLE_STRESS_MPA[1]:
+            i = int(np.argmax(s)) if med > PLAUSIBLE_STRESS_MPA[1] else int(np.argmin(s))
+            raise DataError(f"median stress {med:g} MPa is outside the plausible {PLAUSIBLE_STRESS_MPA[0]:g} … "
+                            f"{PLAUSIBLE_STRESS_MPA[1]:g} MPa: wrong unit? (given: {stress_unit}; use "
+                            f"--stress-unit Pa|kPa|MPa|GPa|psi|ksi)", file=str(path),
+                            row=int(lines[i]), column=columns["stress"])
+
+
+def _curve_label(cond, extra_names) -> str:
+    return "T{:g}_R{:g}".format(*cond[:2]) + "".join(f"_{k}{v:g}" for k, v in zip(extra_names, cond[2:]))
 
 
 def load_csv(path: str | os.PathLike, columns: dict[str, str] | None = None,
@@ -419,174 +585,260 @@ def load_csv(path: str | os.PathLike, columns: dict[str, str] | None = None,
     ``columns`` maps canonical fields (``temperature``, ``strain_rate``, ``strain``, ``stress``,
     optional ``curve``) to CSV headers; unmapped fields use ``DEFAULT_COLUMNS``. ``extras`` are
     further numeric columns used as features (a mapping ``name=column`` in ``columns`` also
-    works). Without a ``curve`` column a curve is one condition; a strain that falls back to the
-    start within a condition reveals a second curve of the same condition, which is an error
-    (as is any repeated condition, unless ``allow_replicates``).
+    works); without them, the columns named in a ``# extras:`` comment line (written by
+    ``FlowCurves.to_csv``) and a column ``direction`` are used. Columns left unused are listed
+    in ``excluded``.
+
+    Without a curve-id column a curve is one condition (T, rate, extras) in consecutive rows; a
+    condition that comes back after other rows, or a strain that falls back to the start within
+    a condition, is a second curve of the same condition: an error. With a curve-id column, two
+    curves with the same condition are an error unless ``allow_replicates``. Every error names
+    the file, the 1-based line in the file and the column.
     """
     path = Path(path)
-    header, rows = _read_table(path)
+    tab = _read_table(path)
     columns = dict(columns or {})
-    extra_cols = {e: columns.pop(e, e) for e in extras}
+    extra_cols: dict[str, str] = {e: columns.pop(e, e) for e in extras}
     for k in list(columns):
         if k not in (*FIELDS, "curve"):
             extra_cols[k] = columns.pop(k)
     mapping = {k: columns.get(k, DEFAULT_COLUMNS[k]) for k in FIELDS}
-    for name, col in (*mapping.items(), *extra_cols.items()):
-        if col not in header:
-            raise DataError(f"missing column '{col}' (for {name}); the file has: {', '.join(header)}; "
-                            f"map it with --columns {name}=<column>", file=str(path), column=col)
-    curve_col = columns.get("curve", DEFAULT_COLUMNS["curve"] if "curve" in header else None)
-    if curve_col is not None and curve_col not in header:
-        raise DataError(f"missing curve-id column '{curve_col}'; the file has: {', '.join(header)}",
-                        file=str(path), column=curve_col)
-    lines = np.arange(len(rows)) + 2
-    for i, r in enumerate(rows):
-        if len(r) < len(header):
-            raise DataError(f"{len(r)} fields, header has {len(header)}", file=str(path), row=i + 2)
-    values = {k: _numeric_column(path, header, rows, col) for k, col in mapping.items()}
-    extra_vals = {k: _numeric_column(path, header, rows, col) for k, col in extra_cols.items()}
+    hint = " (map columns with --columns FIELD=COLUMN, e.g. strain=eps)"
+    for name, col in mapping.items():
+        tab.require(col, name, hint)
+    for name, col in extra_cols.items():
+        tab.require(col, f"extra feature {name}", " (--extras / --columns name=column)")
+    if not extra_cols:
+        auto = [e.strip() for e in tab.meta.get("extras", "").split(",") if e.strip()]
+        auto += [e for e in AUTO_EXTRAS if e in tab.header and e not in auto]
+        for e in auto:
+            tab.require(e, f"extra feature {e} (named in the file's '# extras:' line)")
+            extra_cols[e] = e
+    if "curve" in columns:
+        curve_col = columns["curve"]
+        tab.require(curve_col, "the curve id")
+    else:
+        curve_col = DEFAULT_COLUMNS["curve"] if DEFAULT_COLUMNS["curve"] in tab.header else None
+    used = {*mapping.values(), *extra_cols.values(), curve_col}
+    excluded = [(f"column '{h}'", "not used (map it with --columns or --extras to use it)")
+                for h in tab.header if h not in used and h]
+    lines = tab.lines
+    values = {k: tab.numeric(col) for k, col in mapping.items()}
+    extra_vals = {k: tab.numeric(col) for k, col in extra_cols.items()}
     col_names = {**mapping, **extra_cols}
-    _convert_units(path, values, lines, col_names, temperature_unit, stress_unit, strain_rate_unit)
+    _convert_and_check(path, values, lines, col_names, temperature_unit, stress_unit, strain_rate_unit)
 
     # --- identify curves ---------------------------------------------------------------------
     cond = np.column_stack([values["temperature"], values["strain_rate"], *extra_vals.values()])
-    if curve_col is not None:
-        jc = header.index(curve_col)
-        ids = [r[jc].strip() for r in rows]
-    else:
-        ids = [None] * len(rows)
-    curve_of_row = np.empty(len(rows), dtype=np.int64)
+    keys = [tuple(r) for r in np.round(cond, 9).tolist()]
+    n = len(keys)
+    curve_of_row = np.empty(n, dtype=np.int64)
     names: list[str] = []
-    key_to_curve: dict = {}
-    last_key = None
-    for i in range(len(rows)):
-        ckey = tuple(np.round(cond[i], 9))
-        key = (ids[i], ckey) if ids[i] is not None else ckey
-        if ids[i] is not None and any(k[0] == ids[i] and k != key for k in key_to_curve if isinstance(k[0], str)):
-            raise DataError(f"curve '{ids[i]}' changes its condition here (T, rate, extras = {ckey})",
-                            file=str(path), row=int(lines[i]), column=curve_col)
-        if key not in key_to_curve:
-            key_to_curve[key] = len(names)
-            if ids[i] is not None:
-                names.append(ids[i])
-            else:
-                names.append("T{:g}_R{:g}".format(*ckey[:2]) + "".join(
-                    f"_{k}{v:g}" for k, v in zip(extra_cols, ckey[2:])))
-        elif ids[i] is None and key == last_key and values["strain"][i] < values["strain"][i - 1] - 0.05 \
-                and values["strain"][i] <= values["strain"].min() + 0.02:
-            raise DataError(f"strain restarts at {values['strain'][i]:g}: a second curve with the same "
-                            f"condition {ckey} (add a curve-id column, e.g. --columns curve=<column>)",
-                            file=str(path), row=int(lines[i]), column=col_names["strain"])
-        elif ids[i] is None and key != last_key:
-            raise DataError(f"condition {ckey} appears again after other rows: two curves with the same "
-                            f"condition? (add a curve-id column)", file=str(path), row=int(lines[i]))
-        curve_of_row[i] = key_to_curve[key]
-        last_key = key
+    strain = values["strain"]
+    cond_cols = ", ".join([mapping["temperature"], mapping["strain_rate"], *extra_cols.values()])
+    if curve_col is not None:
+        ids = tab.text_column(curve_col)
+        first_row: dict[str, int] = {}
+        for i in range(n):
+            cid = ids[i]
+            if cid == "":
+                raise DataError("empty curve id", file=str(path), row=int(lines[i]), column=curve_col)
+            f = first_row.setdefault(cid, i)
+            if f == i:
+                names.append(cid)
+            elif keys[i] != keys[f]:
+                raise DataError(f"curve '{cid}' changes its condition here from {keys[f]} (line "
+                                f"{lines[f]}) to {keys[i]} (T °C, rate 1/s, extras); one curve has "
+                                f"one condition", file=str(path), row=int(lines[i]), column=cond_cols)
+        index = {cid: c for c, cid in enumerate(names)}
+        curve_of_row[:] = [index[cid] for cid in ids]
+        if not allow_replicates:
+            seen: dict = {}
+            for c, cid in enumerate(names):
+                f = first_row[cid]
+                if keys[f] in seen:
+                    raise DataError(f"curves '{seen[keys[f]]}' and '{cid}' have the same condition "
+                                    f"{keys[f]} (T °C, rate 1/s, extras); replicates need "
+                                    f"--allow-replicates", file=str(path), row=int(lines[f]),
+                                    column=curve_col)
+                seen[keys[f]] = cid
+    else:
+        block_of_key: dict = {}
+        block_min = 0.0
+        for i in range(n):
+            if i == 0 or keys[i] != keys[i - 1]:
+                if keys[i] in block_of_key:
+                    c = block_of_key[keys[i]]
+                    raise DataError(
+                        f"condition {keys[i]} (T °C, rate 1/s, extras) comes back after other rows: "
+                        f"a second curve '{names[c]}' with the same condition? (add a curve-id "
+                        f"column, --columns curve=<column>, and --allow-replicates for replicates)",
+                        file=str(path), row=int(lines[i]), column=cond_cols)
+                block_of_key[keys[i]] = len(names)
+                names.append(_curve_label(keys[i], extra_cols))
+                block_min = strain[i]
+            elif strain[i] < strain[i - 1] - 0.05 and strain[i] <= block_min + 0.02:
+                raise DataError(f"strain falls back from {strain[i - 1]:g} to {strain[i]:g}: a second "
+                                f"curve with the same condition {keys[i]} (T °C, rate 1/s, extras)? "
+                                f"(add a curve-id column, --columns curve=<column>)",
+                                file=str(path), row=int(lines[i]), column=mapping["strain"])
+            block_min = min(block_min, strain[i])
+            curve_of_row[i] = len(names) - 1
 
     # --- per-curve checks ----------------------------------------------------------------------
-    if not allow_replicates and curve_col is not None:
-        seen: dict = {}
-        for key, c in key_to_curve.items():
-            if key[1] in seen:
-                first = int(lines[np.flatnonzero(curve_of_row == c)[0]])
-                raise DataError(f"curves '{seen[key[1]]}' and '{key[0]}' have the same condition {key[1]}; "
-                                f"replicates need --allow-replicates", file=str(path), row=first,
-                                column=curve_col)
-            seen[key[1]] = key[0]
-    excluded: list[tuple[str, str]] = []
-    keep = np.ones(len(rows), dtype=bool)
-    for c, name in enumerate(names):
-        idx = np.flatnonzero(curve_of_row == c)
-        if len(idx) < min_points:
-            raise DataError(f"curve '{name}' has {len(idx)} points; at least {min_points} are needed",
-                            file=str(path), row=int(lines[idx[0]]), column=col_names["strain"])
-        for ex in exclude_conditions:
-            ex = np.asarray(ex, dtype=float)
-            if np.allclose(cond[idx[0], :len(ex)], ex):
-                keep[idx] = False
-                excluded.append((f"curve '{name}' ({len(idx)} points)", "condition excluded by the user"))
+    counts = np.bincount(curve_of_row, minlength=len(names))
+    for c in np.flatnonzero(counts < min_points):
+        first = int(lines[np.flatnonzero(curve_of_row == c)[0]])
+        raise DataError(f"curve '{names[c]}' has {counts[c]} points (allowed: at least {min_points})",
+                        file=str(path), row=first, column=mapping["strain"])
     fc = FlowCurves(curve=curve_of_row, temperature=values["temperature"],
-                    strain_rate=values["strain_rate"], strain=values["strain"], stress=values["stress"],
-                    curve_names=names, extras=extra_vals, source=str(path))
-    if not keep.all():
-        fc = fc.take(np.flatnonzero(keep))
-    fc.excluded = excluded
-    return fc
+                    strain_rate=values["strain_rate"], strain=strain, stress=values["stress"],
+                    curve_names=names, extras=extra_vals, source=str(path),
+                    synthetic=tab.meta.get("synthetic", "").lower().startswith("true"),
+                    excluded=excluded)
+    return exclude_curves(fc, exclude_conditions)
 
 
-FILENAME_PATTERN = r"T(?P<temperature>-?[\d.]+)_R(?P<strain_rate>[\d.eE+-]+?)(?:_D(?P<direction>\d))?$"
+FILENAME_PATTERN = r"T(?P<temperature>-?\d+(?:\.\d*)?)_R(?P<strain_rate>\d*\.?\d+(?:[eE][+-]?\d+)?)(?:_D(?P<direction>\d+))?$"
+
+
+def _first_present(header: list[str], candidates: Sequence[str]) -> str:
+    for c in candidates:
+        if c in header:
+            return c
+    return candidates[0]
 
 
 def load_folder(folder: str | os.PathLike, columns: dict[str, str] | None = None,
                 manifest: str | None = "manifest.csv", name_pattern: str = FILENAME_PATTERN,
                 temperature_unit: str = "C", stress_unit: str = "MPa", strain_rate_unit: str = "1/s",
-                min_points: int = MIN_POINTS_PER_CURVE, allow_replicates: bool = False, **_ignored
+                extras: Sequence[str] = (), min_points: int = MIN_POINTS_PER_CURVE,
+                allow_replicates: bool = False, exclude_conditions: Sequence[Sequence[float]] = ()
                 ) -> FlowCurves:
-    """One CSV per curve (strain and stress columns); the condition comes from ``manifest.csv``
-    (columns ``file``, ``temperature``, ``strain_rate``, optional extras) or from the file name
-    via ``name_pattern`` (default ``T<temperature>_R<rate>[_D<direction>].csv``)."""
+    """One CSV per curve (columns ``true_strain`` or ``strain``, ``true_stress_MPa`` or ``stress``,
+    or as mapped in ``columns``).
+
+    The condition of each file comes from ``manifest.csv`` in the folder (columns ``file``,
+    ``temperature`` or ``temperature_C``, ``strain_rate`` or ``strain_rate_per_s``, plus extra
+    features: those in ``extras`` and ``direction``) or, without a manifest, from the file name
+    via ``name_pattern`` (default ``...T<°C>_R<1/s>[_D<direction>].csv``, e.g. ``T975_R0.1_D0.csv``).
+    Units apply to the manifest and the files. Entries of the folder that are not curves
+    (other files, sub-folders) and unused manifest columns are listed in ``excluded``.
+    """
     folder = Path(folder)
     columns = dict(columns or {})
-    files = sorted(p for p in folder.glob("*.csv") if p.name != manifest)
+    if not folder.is_dir():
+        raise DataError("not a folder", file=str(folder))
+    entries = sorted(folder.iterdir())
+    files = [p for p in entries if p.is_file() and p.suffix.lower() == ".csv" and p.name != manifest]
+    excluded = [(f"'{p.name}'", "sub-folder, not searched" if p.is_dir() else "not a .csv curve file")
+                for p in entries if p not in files and p.name != manifest]
     if not files:
         raise DataError("no *.csv curve files in the folder", file=str(folder))
     man_path = folder / manifest if manifest else None
+    # condition of each file: {file name: ({field: value}, where)}; where = (file, line, columns)
     conds: dict[str, dict[str, float]] = {}
+    where: dict[str, tuple[str, int | None, str]] = {}
+    extra_names: list[str]
     if man_path is not None and man_path.is_file():
-        header, rows = _read_table(man_path)
-        for col in ("file", "temperature", "strain_rate"):
-            if col not in header:
-                raise DataError(f"missing column '{col}' in the manifest", file=str(man_path), column=col)
-        numeric = [h for h in header if h != "file"]
-        vals = {h: _numeric_column(man_path, header, rows, h) for h in numeric}
-        jf = header.index("file")
-        for i, r in enumerate(rows):
-            conds[r[jf].strip()] = {h: float(vals[h][i]) for h in numeric}
+        tab = _read_table(man_path)
+        tab.require("file", "the curve file name")
+        tcol = columns.get("temperature") or _first_present(tab.header, ("temperature", "temperature_C"))
+        rcol = columns.get("strain_rate") or _first_present(tab.header, ("strain_rate", "strain_rate_per_s"))
+        tab.require(tcol, "temperature")
+        tab.require(rcol, "strain rate")
+        extra_cols = {e: columns.get(e, e) for e in extras}
+        extra_cols.update({k: v for k, v in columns.items()
+                           if k not in (*FIELDS, "curve") and k not in extra_cols})
+        for e in AUTO_EXTRAS:
+            if e in tab.header and e not in extra_cols:
+                extra_cols[e] = e
+        for e, col in extra_cols.items():
+            tab.require(col, f"extra feature {e}")
+        used = {"file", tcol, rcol, *extra_cols.values()}
+        excluded += [(f"manifest column '{h}'", "not used as a feature (name it in --extras to use it)")
+                     for h in tab.header if h not in used and h]
+        vals = {"temperature": tab.numeric(tcol), "strain_rate": tab.numeric(rcol)}
+        colmap = {"temperature": tcol, "strain_rate": rcol}
+        _convert_and_check(man_path, vals, tab.lines, colmap, temperature_unit, stress_unit, strain_rate_unit)
+        ex_vals = {e: tab.numeric(col) for e, col in extra_cols.items()}
+        extra_names = list(extra_cols)
+        present = {p.name for p in files}
+        for i, fname in enumerate(tab.text_column("file")):
+            line = int(tab.lines[i])
+            if not fname:
+                raise DataError("empty file name", file=str(man_path), row=line, column="file")
+            if fname in conds:
+                raise DataError(f"'{fname}' is listed twice (first on line {where[fname][1]})",
+                                file=str(man_path), row=line, column="file")
+            if fname not in present:
+                raise DataError(f"curve file '{fname}' is not in the folder {folder}",
+                                file=str(man_path), row=line, column="file")
+            conds[fname] = {"temperature": vals["temperature"][i], "strain_rate": vals["strain_rate"][i],
+                            **{e: ex_vals[e][i] for e in extra_names}}
+            where[fname] = (str(man_path), line, ", ".join([tcol, rcol, *extra_cols.values()]))
+        for p in files:
+            if p.name not in conds:
+                raise DataError(f"curve file '{p.name}' is in the folder but not in the manifest",
+                                file=str(man_path), row=tab.header_line, column="file")
     else:
         rx = re.compile(name_pattern)
         for p in files:
             m = rx.search(p.stem)
-            if not m:
-                raise DataError(f"file name does not give the condition (pattern {name_pattern}) and there "
-                                f"is no {manifest}", file=str(p))
-            conds[p.name] = {k: float(v) for k, v in m.groupdict().items() if v is not None}
-    extra_names = sorted({k for c in conds.values() for k in c} - {"temperature", "strain_rate"})
+            try:
+                c = {k: float(v) for k, v in m.groupdict().items() if v is not None} if m else None
+            except ValueError:
+                c = None
+            if not c or "temperature" not in c or "strain_rate" not in c:
+                raise DataError(f"the file name does not give the condition (expected e.g. "
+                                f"T975_R0.1_D0.csv; pattern {name_pattern}) and there is no "
+                                f"{manifest or 'manifest'}", file=str(p), column="file name")
+            one = {"temperature": np.array([c["temperature"]]), "strain_rate": np.array([c["strain_rate"]])}
+            _convert_and_check(p, one, [None], {"temperature": "file name", "strain_rate": "file name"},
+                               temperature_unit, stress_unit, strain_rate_unit)
+            conds[p.name] = {**c, "temperature": float(one["temperature"][0]),
+                             "strain_rate": float(one["strain_rate"][0])}
+            where[p.name] = (str(p), None, "file name")
+        extra_names = sorted({k for c in conds.values() for k in c} - {"temperature", "strain_rate"})
+        for p in files:
+            for k in extra_names:
+                if k not in conds[p.name]:
+                    raise DataError(f"no value of '{k}' in the file name (other files give one)",
+                                    file=str(p), column="file name")
     parts = []
     for p in files:
-        if p.name not in conds:
-            raise DataError(f"curve file {p.name} is not listed in the manifest", file=str(man_path))
-        header, rows = _read_table(p)
-        scol, tcol = columns.get("strain", "true_strain"), columns.get("stress", "true_stress_MPa")
-        for col in (scol, tcol):
-            if col not in header:
-                raise DataError(f"missing column '{col}'; the file has: {', '.join(header)}", file=str(p), column=col)
-        c = conds[p.name]
-        for k in extra_names:
-            if k not in c:
-                raise DataError(f"no value of '{k}' for this curve", file=str(p))
-        n = len(rows)
-        vals = {"strain": _numeric_column(p, header, rows, scol), "stress": _numeric_column(p, header, rows, tcol),
-                "temperature": np.full(n, c["temperature"]), "strain_rate": np.full(n, c["strain_rate"])}
-        _convert_units(p, vals, np.arange(n) + 2, {"strain": scol, "stress": tcol, "temperature": "temperature",
-                                                    "strain_rate": "strain_rate"},
-                       temperature_unit, stress_unit, strain_rate_unit)
+        tab = _read_table(p)
+        scol = columns.get("strain") or _first_present(tab.header, ("true_strain", "strain"))
+        tcol = columns.get("stress") or _first_present(tab.header, ("true_stress_MPa", "stress"))
+        tab.require(scol, "strain", " (map with --columns strain=<column>)")
+        tab.require(tcol, "stress", " (map with --columns stress=<column>)")
+        vals = {"strain": tab.numeric(scol), "stress": tab.numeric(tcol)}
+        _convert_and_check(p, vals, tab.lines, {"strain": scol, "stress": tcol},
+                           temperature_unit, stress_unit, strain_rate_unit)
+        n = len(vals["strain"])
         if n < min_points:
-            raise DataError(f"curve has {n} points; at least {min_points} are needed", file=str(p), row=2, column=scol)
-        parts.append((p.name, vals, {k: np.full(n, c[k]) for k in extra_names}))
+            raise DataError(f"the curve has {n} points (allowed: at least {min_points})",
+                            file=str(p), row=int(tab.lines[0]), column=scol)
+        parts.append((p.name, vals, conds[p.name], n))
     seen: dict = {}
-    for name, vals, ex in parts:
-        key = (vals["temperature"][0], vals["strain_rate"][0], *(v[0] for v in ex.values()))
+    for name, _, c, _ in parts:
+        key = tuple(round(c[k], 9) for k in ("temperature", "strain_rate", *extra_names))
         if key in seen and not allow_replicates:
-            raise DataError(f"same condition {key} as {seen[key]}; replicates need --allow-replicates",
-                            file=str(folder / name))
-        seen[key] = name
+            f, line, cols = where[name]
+            raise DataError(f"'{name}' has the same condition {key} (T °C, rate 1/s, extras) as "
+                            f"'{seen[key]}'; replicates need --allow-replicates", file=f, row=line,
+                            column=cols)
+        seen.setdefault(key, name)
     fc = FlowCurves(
-        curve=np.concatenate([np.full(len(v["strain"]), i) for i, (_, v, _) in enumerate(parts)]),
-        **{k: np.concatenate([v[k] for _, v, _ in parts]) for k in FIELDS},
-        curve_names=[n for n, _, _ in parts],
-        extras={k: np.concatenate([e[k] for _, _, e in parts]) for k in extra_names},
-        source=str(folder))
-    return fc
+        curve=np.concatenate([np.full(n, i) for i, (*_, n) in enumerate(parts)]),
+        strain=np.concatenate([v["strain"] for _, v, _, _ in parts]),
+        stress=np.concatenate([v["stress"] for _, v, _, _ in parts]),
+        temperature=np.concatenate([np.full(n, c["temperature"]) for _, _, c, n in parts]),
+        strain_rate=np.concatenate([np.full(n, c["strain_rate"]) for _, _, c, n in parts]),
+        curve_names=[name for name, *_ in parts],
+        extras={k: np.concatenate([np.full(n, c[k]) for _, _, c, n in parts]) for k in extra_names},
+        source=str(folder), excluded=excluded)
+    return exclude_curves(fc, exclude_conditions)
 
 
 def parse_heldout(text: str | None) -> list[tuple[float, ...]]:
@@ -596,9 +848,12 @@ def parse_heldout(text: str | None) -> list[tuple[float, ...]]:
     out = []
     for part in text.split(","):
         try:
-            out.append(tuple(float(x) for x in part.strip().split(":")))
+            vals = tuple(float(x) for x in part.strip().split(":"))
         except ValueError:
             raise NeumatInputError(f"--heldout: '{part}' is not T:rate[:extra...] (numbers)") from None
-        if len(out[-1]) < 2:
+        if len(vals) < 2:
             raise NeumatInputError(f"--heldout: '{part}' needs at least T:rate")
+        if not all(math.isfinite(v) for v in vals):
+            raise NeumatInputError(f"--heldout: '{part}' has a value that is not finite")
+        out.append(vals)
     return out
