@@ -1,0 +1,74 @@
+"""``neumat export RUN --out model.onnx``: the trained model as ONNX with σ and dσ/dx."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from constitutive.errors import NeumatInputError
+
+VERIFY_POINTS = 2000
+VERIFY_RTOL = 1e-12
+
+
+def register(sub) -> None:
+    p = sub.add_parser("export", help="export a trained model (run folder or model.json) to ONNX "
+                                      "with flow stress (MPa) and its input derivatives")
+    p.add_argument("run", help="run folder written by 'neumat train' (with model.json) or a model.json path")
+    p.add_argument("--out", required=True, help="output .onnx path")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17, default 17)")
+    p.add_argument("--no-verify", action="store_true",
+                   help="skip the check of onnxruntime against the model on random in-box points")
+    p.set_defaults(func=run)
+
+
+def _verify(net, path: Path, n: int = VERIFY_POINTS, seed: int = 0) -> tuple[float, float]:
+    """Max relative difference of σ and of dσ/dx (onnxruntime vs FlowNet.evaluate) in the box."""
+    from fem_bridge.backends import OnnxBackend
+    rng = np.random.default_rng(seed)
+    lo, hi = np.asarray(net.box_lo, float), np.asarray(net.box_hi, float)
+    x = lo + rng.random((n, len(lo))) * (hi - lo)
+    if lo[1] > 0:
+        x[:, 1] = np.exp(np.log(lo[1]) + rng.random(n) * (np.log(hi[1]) - np.log(lo[1])))
+    s_ref, g_ref = net.evaluate(x)
+    s, g = OnnxBackend(path).evaluate(x)
+    ds = float(np.max(np.abs(s - s_ref) / np.maximum(np.abs(s_ref), 1e-300)))
+    gscale = np.maximum(np.max(np.abs(g_ref), axis=0), 1e-300)
+    dg = float(np.max(np.abs(g - g_ref) / gscale))
+    return ds, dg
+
+
+def run(args) -> int:
+    from constitutive.flownet import FlowNet
+    from .onnx_export import EMITTED_OPS, export_onnx
+    src = Path(args.run)
+    src_json = src / "model.json" if src.is_dir() else src
+    net = FlowNet.load(src)                       # NeumatInputError for a missing/bad file
+    if args.opset < 17:
+        raise NeumatInputError(f"--opset {args.opset}: must be >= 17")
+    out = Path(args.out)
+    if out.suffix.lower() != ".onnx":
+        raise NeumatInputError(f"--out {out}: expected a path ending in .onnx")
+    try:
+        export_onnx(net, out, opset=args.opset, source=str(src_json))
+    except ValueError as exc:
+        raise NeumatInputError(f"{src_json}: cannot export ({exc})") from None
+    import onnx
+    m = onnx.load(str(out))
+    used = sorted({n.op_type for n in m.graph.node})
+    print(f"wrote {out} ({out.stat().st_size / 1024:.1f} KiB, opset {args.opset}, {len(m.graph.node)} nodes; "
+          f"ops {', '.join(used)})")
+    assert set(used) <= set(EMITTED_OPS)
+    print("input  x (N, %d): %s" % (net.n_features, ", ".join(
+        f"{n} [{u}] in [{lo:g}, {hi:g}]" for n, u, lo, hi in
+        zip(net.feature_names, net.feature_units, net.box_lo, net.box_hi))))
+    print(f"output sigma (N,) MPa, dsigma_dx (N, {net.n_features}); rate floor {net.rate_floor:g} 1/s, "
+          f"box policy {net.box_policy}" + (f", hybrid base {net.base['mode']}" if net.base else ""))
+    if not args.no_verify:
+        ds, dg = _verify(net, out)
+        print(f"verified on {VERIFY_POINTS} random in-box points: max relative difference "
+              f"sigma {ds:.2e}, dsigma_dx {dg:.2e} (onnxruntime vs model.json)")
+        if not (ds <= VERIFY_RTOL and dg <= 1e-10):
+            print("error: the exported graph does not reproduce the model", flush=True)
+            return 1
+    return 0
