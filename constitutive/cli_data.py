@@ -99,10 +99,8 @@ def plot_curves(fc: FlowCurves, path: str | Path) -> None:
         title = "SYNTHETIC — " + title
     if has_dir:
         title += " (solid: direction 0 axial, dashed: 1 radial)"
-    fig.suptitle(title)
     att = attribution(fc)
-    if att:
-        fig.text(0.01, 0.002, "data: " + att, fontsize=6, va="bottom")
+    fig.suptitle(title + (f"\ndata: {att}" if att else ""), fontsize=10)
     try:
         fig.savefig(path, dpi=110)
     except OSError as exc:

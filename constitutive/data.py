@@ -276,7 +276,8 @@ class FlowCurves:
         Columns ``curve, temperature_C, strain_rate_per_s, true_strain, true_stress_MPa`` and one
         per extra feature, values written exactly (``repr``). Leading ``# key: value`` comment
         lines record the source, the SYNTHETIC flag, the extra-feature columns (so they load as
-        features again) and the attribution of real data.
+        features again), whether replicate curves are present (so they load without
+        ``allow_replicates``) and the attribution of real data.
         """
         header = ["curve", "temperature_C", "strain_rate_per_s", "true_strain", "true_stress_MPa",
                   *self.extras]
@@ -286,6 +287,8 @@ class FlowCurves:
                 ("synthetic", "true (SYNTHETIC data, not measured)" if self.synthetic else "false")]
         if self.extras:
             meta.append(("extras", ",".join(self.extras)))
+        if self.n_curves and len(np.unique(self.conditions(), axis=0)) < self.n_curves:
+            meta.append(("replicates", "true"))
         if attribution:
             meta.append(("attribution", attribution))
         with open(path, "w", newline="", encoding="utf-8") as f:
@@ -592,7 +595,8 @@ def load_csv(path: str | os.PathLike, columns: dict[str, str] | None = None,
     Without a curve-id column a curve is one condition (T, rate, extras) in consecutive rows; a
     condition that comes back after other rows, or a strain that falls back to the start within
     a condition, is a second curve of the same condition: an error. With a curve-id column, two
-    curves with the same condition are an error unless ``allow_replicates``. Every error names
+    curves with the same condition are an error unless ``allow_replicates`` (or the file says
+    ``# replicates: true``, as ``FlowCurves.to_csv`` writes for data with replicates). Every error names
     the file, the 1-based line in the file and the column.
     """
     path = Path(path)
@@ -636,6 +640,7 @@ def load_csv(path: str | os.PathLike, columns: dict[str, str] | None = None,
     names: list[str] = []
     strain = values["strain"]
     cond_cols = ", ".join([mapping["temperature"], mapping["strain_rate"], *extra_cols.values()])
+    allow_replicates = allow_replicates or tab.meta.get("replicates", "").lower().startswith("true")
     if curve_col is not None:
         ids = tab.text_column(curve_col)
         first_row: dict[str, int] = {}

@@ -89,8 +89,8 @@ Flow law (noise-free: :func:`flow_law`)
        δ(ε, T) = 0.03 + 0.09 · (1 − exp(−ε/0.15)) · φ(T),
        φ(T) = 0.4 + 0.6 / (1 + exp((T − 900)/60))
 
-   i.e. radial is 3 % above axial at ε = 0 and up to ≈ 12 % (20 °C) or ≈ 6.5 % (≥ 1000 °C) at
-   large strain.
+   i.e. radial is 3 % above axial at ε = 0 and, at large strain, up to ≈ 12 % at 20 °C and
+   ≈ 6.5–7.5 % at 1000–1170 °C.
 
 Levels (axial): ≈ 890–1710 MPa at 20 °C, ≈ 160–810 MPa at 650–900 °C (the hot law takes over
 from about 750 °C at low rates), ≈ 45–415 MPa at 950–1170 °C (lowest at 1170 °C, 0.001 s⁻¹;

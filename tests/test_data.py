@@ -471,3 +471,27 @@ def test_cli_bad_input_exit_2_one_line(tmp_path, capsys, extra):
 def test_cli_unknown_data(capsys):
     assert main(["data", "--data", "no_such_set"]) == 2
     assert "neither a known data set" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not dataset_available("bst_freiberg"), reason="bst_freiberg data set missing")
+def test_csv_round_trip_with_replicates_and_attribution(tmp_path):
+    fc = load("bst_freiberg")
+    p = tmp_path / "bst.csv"
+    fc.to_csv(p, attribution=data.NAMED_DATASETS["bst_freiberg"]["attribution"])
+    text = p.read_text()
+    assert "# replicates: true" in text and "MIT licence" in text
+    back = load_csv(p)                 # no allow_replicates needed: the file says so
+    assert back.curve_names == fc.curve_names and not back.synthetic
+    np.testing.assert_array_equal(back.stress, fc.stress)
+    np.testing.assert_array_equal(back.strain, fc.strain)
+    np.testing.assert_array_equal(back.conditions(), fc.conditions())
+
+
+def test_cli_folder_lists_excluded(tmp_path, capsys):
+    folder = _folder(tmp_path, ["T1000_R0.1_D0.csv", "T1000_R0.1_D1.csv"])
+    (folder / "notes.txt").write_text("x")
+    assert main(["data", "--data", str(folder), "--list"]) == 0
+    out = capsys.readouterr().out
+    assert "2 curves, 12 points" in out and "direction" in out
+    assert "excluded 'notes.txt': not a .csv curve file" in out
+    assert "T1000_R0.1_D1.csv: 1000 °C, 0.1 1/s, direction=1; 6;" in out
