@@ -45,6 +45,9 @@ import numpy as np
 from constitutive.errors import NeumatInputError
 
 CCX_VERSION = "2.20"
+#: ccx 2.20's *PLASTIC return mapping (incplas.f) copies the hardening table into arrays of 200:
+#: a longer table overflows them SILENTLY (wrong stresses in the output), so it is refused here.
+CCX_MAX_PLASTIC_POINTS = 200
 VOIGT_DAT = ("11", "22", "33", "12", "13", "23")   # .dat prints tensor shear, this order
 
 
@@ -119,13 +122,17 @@ class PlasticMaterial:
 
 
 def plastic_table(flow_stress, strain_rate: float, temperature_c: float, p_max: float = 0.6,
-                  n_points: int = 241, extras: Sequence[float] = ()) -> list[tuple[float, float]]:
+                  n_points: int = 151, extras: Sequence[float] = ()) -> list[tuple[float, float]]:
     """Hardening table σ_y(p) = flow_stress(x) at constant rate and temperature, p in [0, p_max].
 
     ``flow_stress``: callable taking an (n, F) array [strain, rate (1/s), T (°C), extras…] and
     returning σ (n,) in MPa (e.g. ``FlowNet.__call__``). Linear interpolation in ccx between
-    rows; the default spacing 0.0025 keeps that error far below 1e-4 relative for smooth curves.
+    rows; the default spacing 0.004 keeps that error far below 1e-4 relative for smooth curves.
+    At most ``CCX_MAX_PLASTIC_POINTS`` rows.
     """
+    if not 2 <= n_points <= CCX_MAX_PLASTIC_POINTS:
+        raise NeumatInputError(f"*PLASTIC table: {n_points} rows; ccx {CCX_VERSION} takes 2 to "
+                               f"{CCX_MAX_PLASTIC_POINTS}")
     p = np.linspace(0.0, p_max, n_points)
     x = np.column_stack([p, np.full_like(p, strain_rate), np.full_like(p, temperature_c)]
                         + [np.full_like(p, e) for e in extras])
@@ -166,7 +173,15 @@ class Deck:
 
 
 def _fmt(v: float) -> str:
-    return repr(float(v))
+    """A number as ccx reads it: at most 20 characters a field (Fortran f20.0)."""
+    v = float(v)
+    if not math.isfinite(v):
+        raise NeumatInputError(f"non-finite number {v} in a ccx deck")
+    for digits in (15, 14, 13, 12):
+        s = format(v, f".{digits}g")
+        if len(s) <= 20:
+            return s
+    return format(v, ".10g")
 
 
 def _lines(values: Sequence[float], per_line: int = 8) -> list[str]:
@@ -248,6 +263,9 @@ def write_compression_deck(path: str | Path, *, material: UserMaterial | Plastic
         if table.ndim != 2 or table.shape[1] != 2 or table[0, 1] != 0 or np.any(np.diff(table[:, 1]) <= 0):
             raise NeumatInputError("*PLASTIC table: rows (yield stress, plastic strain) with plastic "
                                    "strain starting at 0 and increasing")
+        if len(table) > CCX_MAX_PLASTIC_POINTS:
+            raise NeumatInputError(f"*PLASTIC table: {len(table)} rows; ccx {CCX_VERSION} silently "
+                                   f"overflows beyond {CCX_MAX_PLASTIC_POINTS} (incplas.f)")
         out += [f"*MATERIAL, NAME={mname}", "*ELASTIC", f"{_fmt(material.E)}, {_fmt(material.nu)}, {_fmt(temperature_c)}",
                 "*PLASTIC"]
         out += [f"{_fmt(s)}, {_fmt(p)}, {_fmt(temperature_c)}" for s, p in table]
@@ -493,3 +511,167 @@ def run_ccx(deck: str | Path, workdir: str | Path | None = None, library_dir: st
         for rec, (_, it) in zip(res.increments, conv):
             rec.iterations = it
     return res
+
+
+# ---------------------------------------------------------------------------------------------
+# the same homogeneous path, driven in Python (for the comparison with the Python bridge)
+
+def uniaxial_stress_path(update, *, deck: Deck, n_sub: int = 1, tol: float = 1e-11,
+                         stress0=None, statev0=None):
+    """Integrate a material on the deck's homogeneous path, independently of ccx.
+
+    Small strain (``deck.nlgeom`` False): Δε_33 = −ε̇ Δt prescribed per increment, shear strains 0,
+    and the lateral strains Δε_11 = Δε_22 found by Newton (with the material's tangent) so that
+    σ_11 = σ_22 = 0 — the uniaxial stress state of the cube. (With NLGEOM the same holds in the
+    logarithmic strain, which is what the material sees.)
+
+    ``update(stress, statev, dstran, dtime, temp_end) -> (stress, statev, ddsdde)`` for one
+    point; vectors in Abaqus Voigt order with engineering shear. Returns the step times,
+    stresses (n_inc, 6) and state variables (n_inc, nstatv) at the increment ends.
+    """
+    dt = deck.step_time / (deck.n_increments * n_sub)
+    stress = np.zeros(6) if stress0 is None else np.asarray(stress0, dtype=float).copy()
+    statev = None if statev0 is None else np.asarray(statev0, dtype=float).copy()
+    times, stresses, states = [], [], []
+    d33 = -deck.strain_rate * dt
+    lateral = None
+    for k in range(deck.n_increments * n_sub):
+        if lateral is None:
+            lateral = 0.3 * -d33
+        for _ in range(50):
+            de = np.array([lateral, lateral, d33, 0.0, 0.0, 0.0])
+            s, sv, C = update(stress, statev, de, dt, deck.temperature_c)
+            r = 0.5 * (s[0] + s[1])
+            if abs(r) <= tol * max(1.0, abs(s[2])):
+                break
+            J = 0.5 * (C[0, 0] + C[0, 1] + C[1, 0] + C[1, 1])
+            lateral -= r / J
+        else:
+            raise RuntimeError(f"uniaxial stress driver: no equilibrium in increment {k + 1}")
+        stress, statev = np.asarray(s, dtype=float), np.asarray(sv, dtype=float)
+        if (k + 1) % n_sub == 0:
+            times.append((k + 1) * dt)
+            stresses.append(stress.copy())
+            states.append(statev.copy())
+    return np.asarray(times), np.asarray(stresses), np.asarray(states)
+
+
+def relative_difference(a, b) -> float:
+    """max |a − b| / max |b| over the path (the ‘agreement along the path’ figure)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    return float(np.max(np.abs(a - b) / np.abs(b)))
+
+
+# ---------------------------------------------------------------------------------------------
+# neumat ccx
+
+def onnx_flow_stress(onnx_path: str | Path):
+    """σ(x) from an exported model through onnxruntime (for the ``*PLASTIC`` table)."""
+    import onnxruntime as ort
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    return lambda x: sess.run(None, {name: np.ascontiguousarray(x, dtype=np.float64)})[0]
+
+
+def built_library(built) -> tuple[Path, str]:
+    """(library path, library name) of a ``fortran_umat.build.BuildResult``."""
+    path = getattr(built, "library_path", None) or getattr(built, "library")
+    name = getattr(built, "library_name", None) or getattr(built, "name")
+    return Path(path), str(name)
+
+
+def add_arguments(p) -> None:
+    """Arguments of ``neumat ccx`` (registered by fortran_umat/cli.py)."""
+    p.description = (
+        "Build the UMAT of an exported model, run a homogeneous C3D8 compression test in CalculiX "
+        f"{CCX_VERSION} (built by `make ccx`) at constant temperature and strain rate, print the "
+        "stress-strain curve and Newton iterations per increment and write results.csv. "
+        "Units: °C, 1/s, MPa, mm.")
+    p.add_argument("--model", required=True, help="exported model (.onnx)")
+    p.add_argument("--temperature", type=float, required=True, help="test temperature, °C")
+    p.add_argument("--strain-rate", type=float, required=True, help="true strain rate, 1/s (> 0)")
+    p.add_argument("--strain", type=float, default=0.5, help="final true strain (default 0.5)")
+    p.add_argument("--increments", type=int, default=25, help="equal increments (default 25)")
+    p.add_argument("--threads", type=int, default=1, help="ccx threads (OMP_NUM_THREADS, CCX_NPROC_*)")
+    p.add_argument("--elements", type=int, default=1, help="C3D8 elements per cube edge (default 1)")
+    p.add_argument("--side", type=float, default=10.0, help="cube side, mm (default 10)")
+    p.add_argument("--E", dest="E", type=float, default=1.0e5,
+                   help="Young's modulus, MPa (PROPS(1); default 1e5, a hot-working value)")
+    p.add_argument("--nu", type=float, default=0.3, help="Poisson's ratio (PROPS(2); default 0.3)")
+    p.add_argument("--extras", type=float, nargs="*", default=[],
+                   help="values of the model's extra features, in its order (PROPS(5…))")
+    p.add_argument("--nlgeom", action="store_true",
+                   help="large deformation (NLGEOM, logarithmic strain); default small strain")
+    p.add_argument("--compare-plastic", action="store_true",
+                   help="also run ccx's own *PLASTIC with a hardening table sampled from the model "
+                        "at this rate and temperature, and print the difference")
+    p.add_argument("--out", default="ccx_out", help="output folder (deck, ccx files, results.csv)")
+
+
+def run(args) -> int:
+    """``neumat ccx``: build the UMAT, write and run the deck, print and write the results."""
+    from fortran_umat.build import build_umat
+    from fem_bridge.conventions import N_FIXED_PROPS, TEMP_MODE_CALCULIX
+
+    model = Path(args.model)
+    if not model.is_file():
+        raise NeumatInputError(f"--model {model}: file not found (export one with `neumat export`)")
+    if args.threads < 1:
+        raise NeumatInputError(f"--threads {args.threads}: must be >= 1")
+    if not (args.E > 0 and -1 < args.nu < 0.5):
+        raise NeumatInputError(f"--E {args.E} MPa must be > 0 and --nu {args.nu} in (-1, 0.5)")
+    ccx_binary()                                     # fail early with the `make ccx` hint
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    built = build_umat(model, out_dir=out / "umat")
+    lib_path, lib_name = built_library(built)
+    n_extras = getattr(built, "nprops", N_FIXED_PROPS + len(args.extras)) - N_FIXED_PROPS
+    if len(args.extras) != n_extras:
+        raise NeumatInputError(f"--extras: the model takes {n_extras} extra feature value(s), "
+                               f"got {len(args.extras)}")
+    props = [args.E, args.nu, float(TEMP_MODE_CALCULIX), 0.0] + list(args.extras)
+    mat = UserMaterial(lib_name, props, built.nstatv)
+    deck = write_compression_deck(out / "compression_umat.inp", material=mat,
+                                  temperature_c=args.temperature, strain_rate=args.strain_rate,
+                                  final_true_strain=args.strain, n_increments=args.increments,
+                                  side_mm=args.side, n_elem=args.elements, nlgeom=args.nlgeom)
+    res = run_ccx(deck.path, library_dir=lib_path.parent, threads=args.threads)
+    ref = None
+    if args.compare_plastic:
+        table = plastic_table(onnx_flow_stress(model), args.strain_rate, args.temperature,
+                              p_max=1.2 * args.strain, extras=args.extras)
+        pdeck = write_compression_deck(out / "compression_plastic.inp",
+                                       material=PlasticMaterial(args.E, args.nu, table),
+                                       temperature_c=args.temperature, strain_rate=args.strain_rate,
+                                       final_true_strain=args.strain, n_increments=args.increments,
+                                       side_mm=args.side, n_elem=args.elements, nlgeom=args.nlgeom)
+        ref = run_ccx(pdeck.path, threads=args.threads)
+    t = res.times()
+    eps = deck.applied_strain(t)
+    sig = -res.axial_stress()
+    rows = ["increment,time_s,strain,stress_MPa,p,pdot_1_per_s,n_out_of_box,iterations"
+            + (",plastic_stress_MPa,plastic_iterations,rel_diff" if ref else "")]
+    print(f"CalculiX {CCX_VERSION}: {deck.n_elem ** 3} C3D8, T = {args.temperature} °C, "
+          f"rate = {args.strain_rate} 1/s, {'NLGEOM' if args.nlgeom else 'small strain'}, "
+          f"UMAT lib{lib_name}.so, {res.wall_s:.2f} s on {args.threads} thread(s)")
+    print(" inc   strain   stress/MPa        p   iter" + ("  *PLASTIC/MPa  iter  rel.diff" if ref else ""))
+    for k, inc in enumerate(res.increments):
+        sdv = inc.sdv.mean(axis=0) if inc.sdv is not None else np.full(max(built.nstatv, 9), np.nan)
+        line = (f"{k + 1},{t[k]:.6g},{eps[k]:.6g},{sig[k]:.6g},{sdv[0]:.6g},{sdv[7]:.6g},"
+                f"{sdv[8]:.6g},{inc.iterations}")
+        txt = f"{k + 1:4d} {eps[k]:8.4f} {sig[k]:12.4f} {sdv[0]:8.4f} {inc.iterations!s:>6}"
+        if ref:
+            rs = -ref.increments[k].stress[:, 2].mean()
+            d = sig[k] / rs - 1.0
+            line += f",{rs:.6g},{ref.increments[k].iterations},{d:.3e}"
+            txt += f" {rs:13.4f} {ref.increments[k].iterations!s:>5} {d:9.2e}"
+        rows.append(line)
+        print(txt)
+    (out / "results.csv").write_text("\n".join(rows) + "\n")
+    it = res.iterations()
+    print(f"Newton iterations per increment: mean {it.mean():.2f}, max {it.max()}"
+          + (f"; *PLASTIC: mean {ref.iterations().mean():.2f}, max {ref.iterations().max()}; "
+             f"max relative stress difference {relative_difference(sig, -ref.axial_stress()):.2e}"
+             if ref else ""))
+    print(f"wrote {out / 'results.csv'} (stress: true axial stress magnitude, MPa)")
+    return 0

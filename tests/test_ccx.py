@@ -1,0 +1,237 @@
+"""CalculiX end to end (issue 5): the generated UMAT inside a real ccx 2.20.
+
+Needs the ccx built by `make ccx` (fortran_umat/build_ccx.sh, cached under
+${NEUMAT_CACHE:-~/.cache/neumat}/ccx-2.20). `make test` builds it first, so a missing binary is a
+broken set-up and FAILS here (a skip would hide it).
+
+The physical check: a homogeneous C3D8 compression (cube, three symmetry planes, constant
+temperature and strain rate, to strain 0.5, 25 equal increments, small strain — see
+fortran_umat/ccx.py for the strain path) with the UMAT generated from a random FlowNet must agree
+within 0.5 % in axial stress along the whole path with
+  (a) the Python bridge driven on the same homogeneous path (uniaxial stress, Python driver), and
+  (b) ccx's own *PLASTIC with a hardening table σ_y(p) sampled from the network at that strain
+      rate and temperature,
+and need no more Newton iterations per increment than *PLASTIC (see test docstring for the
+elastic–plastic transition increment); with OMP_NUM_THREADS=2 on 8 elements it gives the same
+answer as on one thread.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fortran_umat import ccx as cx
+from helpers import random_flownet
+
+pytestmark = pytest.mark.ccx
+
+ROOT = Path(__file__).resolve().parents[1]
+E_MPA, NU = 1.0e5, 0.3                     # hot-working elastic constants, MPa / –
+T_C, RATE = 1150.0, 0.1                    # °C, 1/s (inside random_flownet's box)
+N_INC, SIDE_MM = 25, 10.0
+TOL = 5e-3                                 # 0.5 % (issue 5)
+
+
+@pytest.fixture(scope="module")
+def ccx_exe() -> Path:
+    try:
+        return cx.ccx_binary()
+    except cx.CcxNotBuilt as exc:
+        pytest.fail(f"{exc}")
+
+
+# ---------------------------------------------------------------------------------------------
+# plumbing, independent of the generated UMAT
+
+def test_missing_binary_tells_to_run_make_ccx(tmp_path, monkeypatch):
+    monkeypatch.setenv("NEUMAT_CACHE", str(tmp_path))
+    with pytest.raises(cx.CcxNotBuilt, match="make ccx"):
+        cx.ccx_binary()
+
+
+def test_build_script_second_run_is_a_noop(ccx_exe):
+    proc = subprocess.run(["bash", str(ROOT / "fortran_umat" / "build_ccx.sh")], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(ccx_exe)
+    assert "building" not in proc.stderr
+
+
+def test_deck_numbers_fit_ccx_fields_and_plastic_table_limit(tmp_path):
+    for v in (2.0000000000000003e-06, -1.2345678901234567e-123, 1e5, 0.1 + 0.2, -0.0):
+        s = cx._fmt(v)
+        assert len(s) <= 20 and float(s) == pytest.approx(v, rel=1e-11, abs=0)
+    big = [(100.0 + k, 0.001 * k) for k in range(cx.CCX_MAX_PLASTIC_POINTS + 1)]
+    with pytest.raises(cx.NeumatInputError, match="overflows"):
+        cx.write_compression_deck(tmp_path / "p.inp", material=cx.PlasticMaterial(E_MPA, NU, big),
+                                  temperature_c=T_C, strain_rate=RATE)
+    with pytest.raises(cx.NeumatInputError, match="letters and digits"):
+        cx.UserMaterial("NEU_MAT", [E_MPA, NU], 9).material_name(False)
+
+
+def test_parse_iterations_counts_attempts_and_cutbacks():
+    out = "\n".join([
+        " increment 1 attempt 1 ", " iteration 1", " no convergence", " iteration 2", " convergence",
+        " increment 2 attempt 1 ", " iteration 1", " iteration 2", " iteration 3",
+        " too slow convergence", " increment 2 attempt 2 ", " iteration 1", " iteration 2",
+        " convergence; the increment size is increased to 3.0e-02"])
+    assert cx.parse_iterations(out) == [(1, 1, 2, True), (2, 1, 3, False), (2, 2, 2, True)]
+
+
+def _compile_test_umat(dst: Path, lib: str) -> None:
+    gf = shutil.which("gfortran")
+    assert gf, "gfortran is missing (make setup installs it)"
+    subprocess.run([gf, "-O2", "-fPIC", "-shared", "-o", str(dst / f"lib{lib}.so"),
+                    str(ROOT / "tests" / "data" / "umat_j2lin.f90")], check=True, cwd=dst)
+
+
+def test_deck_with_linear_hardening_umat_and_plastic(ccx_exe, tmp_path):
+    """Deck, dlopen plumbing and parsers on a closed-form case: J2 with σ_y = 100 + 500 p MPa
+    (test-only UMAT and ccx's *PLASTIC) against the uniaxial solution σ = (σ0 + H ε)/(1 + H/E)."""
+    sy0, h = 100.0, 500.0
+    _compile_test_umat(tmp_path, "NEUMATTESTJTWO")
+    umat = cx.UserMaterial("NEUMATTESTJTWO", [E_MPA, NU, sy0, h], 7)
+    d = cx.write_compression_deck(tmp_path / "j2umat.inp", material=umat, temperature_c=T_C,
+                                  strain_rate=RATE, n_increments=20, side_mm=1.0)
+    ru = cx.run_ccx(d.path, library_dir=tmp_path)
+    plastic = cx.PlasticMaterial(E_MPA, NU, [(sy0, 0.0), (sy0 + h, 1.0)])
+    dp = cx.write_compression_deck(tmp_path / "j2plastic.inp", material=plastic, temperature_c=T_C,
+                                   strain_rate=RATE, n_increments=20, side_mm=1.0)
+    rp = cx.run_ccx(dp.path)
+    eps = d.applied_strain(ru.times())
+    exact = -(sy0 + h * eps) / (1.0 + h / E_MPA)
+    assert len(ru.increments) == 20 and ru.times()[-1] == pytest.approx(0.5 / RATE)
+    assert cx.relative_difference(ru.axial_stress(), exact) < 1e-6
+    assert cx.relative_difference(rp.axial_stress(), exact) < 1e-6
+    # uniaxial: lateral stresses vanish, reaction force = σ33 · area, p = ε − |σ|/E
+    inc = ru.increments[-1]
+    assert np.abs(inc.stress[:, :2]).max() < 1e-6 * abs(exact[-1])
+    assert inc.rf_total[2] == pytest.approx(exact[-1] * 1.0**2, rel=1e-6)
+    assert inc.sdv[:, 0] == pytest.approx(eps[-1] + exact[-1] / E_MPA, rel=1e-6)
+    assert rp.increments[-1].peeq == pytest.approx(eps[-1] + exact[-1] / E_MPA, rel=1e-6)
+    assert np.array_equal(ru.iterations(), rp.iterations())
+    blocks = cx.parse_frd(ru.frd)
+    disp = [b for b in blocks if b["name"] == "DISP"]
+    assert len(disp) == 20 and disp[-1]["values"][8][2] == pytest.approx(-0.5, rel=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# the generated UMAT
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    """A random FlowNet (no training), exported to ONNX and built into a UMAT library."""
+    from export.onnx_export import export_onnx
+    from fortran_umat.build import build_umat
+    d = tmp_path_factory.mktemp("ccx_model")
+    net = random_flownet(seed=3)
+    onnx_path = d / "model.onnx"
+    export_onnx(net, onnx_path)
+    built = build_umat(onnx_path, out_dir=d / "umat")
+    lib_path, lib_name = cx.built_library(built)
+    return net, onnx_path, lib_path, lib_name, built.nstatv
+
+
+def _umat_material(model):
+    from fem_bridge.conventions import TEMP_MODE_CALCULIX
+    _, _, _, lib_name, nstatv = model
+    return cx.UserMaterial(lib_name, [E_MPA, NU, float(TEMP_MODE_CALCULIX), 0.0], nstatv)
+
+
+@pytest.fixture(scope="module")
+def umat_run(ccx_exe, model, tmp_path_factory):
+    d = tmp_path_factory.mktemp("ccx_umat")
+    deck = cx.write_compression_deck(d / "umat.inp", material=_umat_material(model), temperature_c=T_C,
+                                     strain_rate=RATE, n_increments=N_INC, side_mm=SIDE_MM)
+    return deck, cx.run_ccx(deck.path, library_dir=model[2].parent)
+
+
+@pytest.fixture(scope="module")
+def plastic_run(ccx_exe, model, tmp_path_factory):
+    net = model[0]
+    d = tmp_path_factory.mktemp("ccx_plastic")
+    table = cx.plastic_table(net, RATE, T_C, p_max=0.6, n_points=151)
+    deck = cx.write_compression_deck(d / "plastic.inp", material=cx.PlasticMaterial(E_MPA, NU, table),
+                                     temperature_c=T_C, strain_rate=RATE, n_increments=N_INC,
+                                     side_mm=SIDE_MM)
+    return deck, cx.run_ccx(deck.path)
+
+
+def _bridge_update(onnx_path):
+    """One-point update of the Python bridge (fem_bridge.umat) in the driver's signature."""
+    from fem_bridge.backends import load_backend
+    from fem_bridge.conventions import NSTATV, TEMP_MODE_CALCULIX
+    from fem_bridge.umat import UmatMaterial
+    mat = UmatMaterial(load_backend(onnx_path), props=[E_MPA, NU, float(TEMP_MODE_CALCULIX), 0.0])
+
+    def update(stress, statev, dstran, dtime, temp_end):
+        sv = np.zeros(NSTATV) if statev is None else statev
+        s, sv, C, pnewdt = mat.umat(stress, sv, dstran, dtime, temp_end)[:4]
+        assert pnewdt >= 1.0 or pnewdt < 0.0, "the bridge asked for a step cut"
+        return s, sv, C
+    return update
+
+
+def test_umat_in_ccx_matches_bridge_and_plastic(model, umat_run, plastic_run):
+    deck, ru = umat_run
+    _, rp = plastic_run
+    s_umat, s_plastic = ru.axial_stress(), rp.axial_stress()
+    assert len(ru.increments) == N_INC == len(rp.increments)
+    assert np.allclose(ru.times(), rp.times())
+    assert np.all(s_umat < 0), "compression"
+    # homogeneous field: all integration points equal, lateral stresses zero
+    assert ru.axial_stress_spread().max() <= 1e-6 * np.abs(s_umat).max()
+    assert max(np.abs(i.stress[:, :2]).max() for i in ru.increments) <= 1e-6 * np.abs(s_umat).max()
+    # the whole path is plastic and inside the training box
+    sdv = np.asarray([i.sdv.mean(axis=0) for i in ru.increments])
+    assert np.all(sdv[:, 0] > 0) and np.all(sdv[:, 8] == 0)
+    # (b) ccx's own *PLASTIC with the network's hardening curve at this rate and temperature
+    d_plastic = cx.relative_difference(s_umat, s_plastic)
+    assert d_plastic < TOL, f"UMAT vs *PLASTIC: max relative difference {d_plastic:.2e}"
+    # (a) the Python bridge on the same homogeneous path
+    t, s_bridge, sv_bridge = cx.uniaxial_stress_path(_bridge_update(model[1]), deck=deck)
+    assert np.allclose(t, ru.times(), rtol=1e-12)
+    d_bridge = cx.relative_difference(s_umat, s_bridge[:, 2])
+    assert d_bridge < TOL, f"UMAT in ccx vs Python bridge: max relative difference {d_bridge:.2e}"
+    assert sdv[:, 0] == pytest.approx(sv_bridge[:, 0], rel=1e-5)
+    print(f"\nmax relative difference in axial stress: vs bridge {d_bridge:.2e}, vs *PLASTIC {d_plastic:.2e}")
+
+
+def test_umat_needs_no_more_newton_iterations_than_plastic(umat_run, plastic_run):
+    """Per increment, the UMAT needs no more Newton iterations than *PLASTIC once the material is
+    fully plastic (every increment after the first). In the first increment — the
+    elastic–plastic transition, entered from an elastic predictor by both — *PLASTIC may
+    converge one iteration earlier, by luck of its table: its response is exactly linear when the
+    first iterate and the solution fall on the same table segment, whereas the network's smooth,
+    rate-dependent flow curve leaves a small quadratic residual (the UMAT's tangent is
+    consistent: the next correction is ~1e-5 of the previous one)."""
+    it_u, it_p = umat_run[1].iterations(), plastic_run[1].iterations()
+    assert len(it_u) == len(it_p) == N_INC
+    print(f"\nNewton iterations per increment: UMAT {it_u.tolist()}, *PLASTIC {it_p.tolist()}")
+    assert np.all(it_u[1:] <= it_p[1:])
+    assert it_u[0] <= it_p[0] + 1
+    assert it_u.max() <= 3
+
+
+def test_umat_in_ccx_two_threads_same_answer(ccx_exe, model, umat_run, tmp_path):
+    """8 elements (2×2×2) so that both threads get elements; one vs two threads, and both vs the
+    one-element run (the field is homogeneous)."""
+    runs = {}
+    for threads in (1, 2):
+        deck = cx.write_compression_deck(tmp_path / f"umat8_t{threads}.inp", material=_umat_material(model),
+                                         temperature_c=T_C, strain_rate=RATE, n_increments=N_INC,
+                                         side_mm=SIDE_MM, n_elem=2, frd_output=False)
+        runs[threads] = cx.run_ccx(deck.path, library_dir=model[2].parent, threads=threads)
+    r1, r2 = runs[1], runs[2]
+    assert "Using up to 2 cpu(s) for the stress calculation" in r2.stdout
+    assert len(r2.increments) == N_INC and r2.increments[0].stress.shape[0] == 64
+    for a, b in zip(r1.increments, r2.increments):
+        np.testing.assert_allclose(b.stress, a.stress, rtol=1e-6, atol=1e-6 * np.abs(a.stress[:, 2]).max())
+        np.testing.assert_allclose(b.sdv, a.sdv, rtol=1e-6, atol=1e-9)
+    assert np.array_equal(r1.iterations(), r2.iterations())
+    assert cx.relative_difference(r2.axial_stress(), umat_run[1].axial_stress()) < 1e-6
