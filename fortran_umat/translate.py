@@ -327,6 +327,7 @@ class _Translator:
         self.body: list[str] = []
         self.n_tmp = 0
         self.n_par = 0
+        self.param_cache: dict = {}
         self.op_counts: dict[str, int] = {}
 
     # -- naming and declarations -------------------------------------------------------------
@@ -339,10 +340,14 @@ class _Translator:
 
     def new_param(self, values: np.ndarray, dims: tuple[int, ...] | None = None, kind: str = "real") -> str:
         """A parameter array with the values in Fortran (column-major) order of ``dims``."""
-        self.n_par += 1
-        name = f"c{self.n_par}"
         flat = np.asarray(values).ravel()
         dims = dims or (flat.size,)
+        key = (kind, dims, flat.tobytes())
+        if key in self.param_cache:            # identical constants share one parameter
+            return self.param_cache[key]
+        self.n_par += 1
+        name = f"c{self.n_par}"
+        self.param_cache[key] = name
         if kind == "int":
             ftype, lits = "integer", [str(int(v)) for v in flat]
         elif kind == "logical":
