@@ -167,7 +167,13 @@ class FlowCurves:
         conds = self.conditions()
         hits: list[int] = []
         for cond in conditions:
-            cond = np.asarray(cond, dtype=float)
+            cond = np.asarray(cond, dtype=float).ravel()
+            if not 2 <= len(cond) <= conds.shape[1]:
+                raise NeumatInputError(
+                    f"condition {tuple(float(x) for x in cond)} has {len(cond)} values; the data "
+                    f"{self.source or ''} has {conds.shape[1]} condition columns (T °C, rate 1/s"
+                    + "".join(f", {k}" for k in self.extras) + "): give 2 to "
+                    f"{conds.shape[1]} values")
             m = np.all(np.isclose(conds[:, :len(cond)], cond, rtol=rtol, atol=1e-12), axis=1)
             if not m.any():
                 raise NeumatInputError(
@@ -181,6 +187,8 @@ class FlowCurves:
         """(train, heldout): whole curves of the given conditions go to heldout."""
         held = self.match_conditions(conditions)
         rest = np.setdiff1d(np.arange(self.n_curves), held)
+        if not len(rest):
+            raise NeumatInputError("the held-out conditions take every curve; none is left to fit")
         return self.subset(rest), self.subset(held)
 
     def condition_groups(self) -> list[np.ndarray]:
@@ -191,7 +199,10 @@ class FlowCurves:
 
     def leave_one_condition_out(self) -> Iterator[tuple["FlowCurves", "FlowCurves"]]:
         """k folds for k conditions: (train, test) with one condition's curves as test."""
-        for group in self.condition_groups():
+        groups = self.condition_groups()
+        if len(groups) < 2:
+            raise NeumatInputError("leave-one-condition-out needs at least 2 conditions")
+        for group in groups:
             rest = np.setdiff1d(np.arange(self.n_curves), group)
             yield self.subset(rest), self.subset(group)
 

@@ -404,6 +404,12 @@ def test_split_heldout_whole_curves(syn):
     assert sorted(both.curve_names) == ["syn_T950_R0.1_D0", "syn_T950_R0.1_D1"]
     with pytest.raises(NeumatInputError, match="matches no curve"):
         syn.split_heldout([(123, 0.1)])
+    with pytest.raises(NeumatInputError, match="has 4 values"):
+        syn.split_heldout([(975, 0.1, 0, 1)])
+    with pytest.raises(NeumatInputError, match="none is left"):
+        syn.split_heldout([tuple(c) for c in syn.conditions()])
+    with pytest.raises(NeumatInputError, match="at least 2"):
+        list(syn.subset([0]).leave_one_condition_out())
 
 
 def test_leave_one_condition_out_keeps_replicates_together(tmp_path):
