@@ -447,6 +447,10 @@ class CcxResult:
     def frd(self) -> Path:
         return self.workdir / f"{self.jobname}.frd"
 
+    @property
+    def sta(self) -> Path:
+        return self.workdir / f"{self.jobname}.sta"
+
     def iterations(self) -> np.ndarray:
         """Newton iterations of the converged attempt of every increment."""
         return np.asarray([it for inc, att, it, ok in self.attempts if ok], dtype=int)

@@ -115,6 +115,7 @@ def test_deck_with_linear_hardening_umat_and_plastic(ccx_exe, tmp_path):
     assert inc.sdv[:, 0] == pytest.approx(eps[-1] + exact[-1] / E_MPA, rel=1e-6)
     assert rp.increments[-1].peeq == pytest.approx(eps[-1] + exact[-1] / E_MPA, rel=1e-6)
     assert np.array_equal(ru.iterations(), rp.iterations())
+    assert [row[2] for row in cx.parse_sta(ru.sta)] == ru.iterations().tolist()   # stdout vs .sta
     blocks = cx.parse_frd(ru.frd)
     disp = [b for b in blocks if b["name"] == "DISP"]
     assert len(disp) == 20 and disp[-1]["values"][8][2] == pytest.approx(-0.5, rel=1e-5)
@@ -235,3 +236,30 @@ def test_umat_in_ccx_two_threads_same_answer(ccx_exe, model, umat_run, tmp_path)
         np.testing.assert_allclose(b.sdv, a.sdv, rtol=1e-6, atol=1e-9)
     assert np.array_equal(r1.iterations(), r2.iterations())
     assert cx.relative_difference(r2.axial_stress(), umat_run[1].axial_stress()) < 1e-6
+
+
+def test_umat_in_ccx_large_deformation_true_strain_rate(ccx_exe, model, tmp_path):
+    """NLGEOM (``@ABAQUSNL_`` name, logarithmic strain): the *AMPLITUDE u = −L(1 − exp(−ε̇t))
+    makes the true strain −ε̇t exactly, and the UMAT still agrees with ccx's finite-strain
+    *PLASTIC (same hardening table) within 0.5 %."""
+    net = model[0]
+    deck = cx.write_compression_deck(tmp_path / "umat_nl.inp", material=_umat_material(model),
+                                     temperature_c=T_C, strain_rate=RATE, n_increments=N_INC,
+                                     side_mm=SIDE_MM, nlgeom=True, frd_output=False)
+    assert "@ABAQUSNL_" in deck.path.read_text()
+    ru = cx.run_ccx(deck.path, library_dir=model[2].parent)
+    table = cx.plastic_table(net, RATE, T_C, p_max=0.6, n_points=151)
+    dp = cx.write_compression_deck(tmp_path / "plastic_nl.inp", material=cx.PlasticMaterial(E_MPA, NU, table),
+                                   temperature_c=T_C, strain_rate=RATE, n_increments=N_INC,
+                                   side_mm=SIDE_MM, nlgeom=True, frd_output=False)
+    rp = cx.run_ccx(dp.path)
+    uz = np.asarray([i.u_corner[2] for i in ru.increments])
+    true_strain = np.log1p(uz / SIDE_MM)
+    np.testing.assert_allclose(true_strain, -RATE * ru.times(), rtol=1e-5)
+    assert true_strain[-1] == pytest.approx(-0.5, rel=1e-5)
+    d = cx.relative_difference(ru.axial_stress(), rp.axial_stress())
+    assert d < TOL, f"NLGEOM: UMAT vs *PLASTIC max relative difference {d:.2e}"
+    # Cauchy stress = axial force / current area
+    inc = ru.increments[-1]
+    area = (SIDE_MM + inc.u_corner[0]) * (SIDE_MM + inc.u_corner[1])
+    assert inc.rf_total[2] / area == pytest.approx(ru.axial_stress()[-1], rel=1e-5)
