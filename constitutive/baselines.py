@@ -327,22 +327,35 @@ class HenselSpittel(Baseline):
         σ = A·e^{m1 T}·ε^{m2}·ε̇^{m3}·e^{m4/ε}·(1+ε)^{m5 T}·e^{m7 ε}·ε̇^{m8 T}·T^{m9}
 
     ln σ is linear in (ln A, m1…m9), so the fit starts from linear least squares in log space
-    (columns scaled), then refines on the relative stress error σ_pred/σ_exp − 1 with
-    ``scipy.optimize.least_squares`` (plain and soft-L1 loss); the candidate with the lowest
-    MARE on the fitted curves is kept. The strain is clamped to ≥ ``strain_floor`` (default 1e-3)
-    in fit and prediction, because ε^{m2} and e^{m4/ε} are singular at ε = 0.
+    (columns scaled), then refines with ``scipy.optimize.least_squares`` according to
+    ``objective``:
+
+    - ``"relative"`` (default): on the relative stress error σ_pred/σ_exp − 1 (plain and soft-L1
+      loss); of these and the log-space start, the one with the lowest MARE on the fitted
+      curves is kept;
+    - ``"absolute"``: on the stress error σ_pred − σ_exp in MPa (the reference study's objective;
+      lower RMSE, higher MARE, weights the high-stress curves more);
+    - ``"log"``: the log-space linear least squares only.
+
+    The strain is clamped to ≥ ``strain_floor`` (default 1e-3) in fit and prediction, because
+    ε^{m2} and e^{m4/ε} are singular at ε = 0.
     """
 
     name = "hensel_spittel"
 
-    def __init__(self, strain_floor: float = 1e-3, refine: bool = True):
+    OBJECTIVES = ("relative", "absolute", "log")
+
+    def __init__(self, strain_floor: float = 1e-3, objective: str = "relative"):
         super().__init__()
         if not strain_floor > 0:
             raise NeumatInputError(f"Hensel–Spittel: strain_floor must be > 0 (got {strain_floor})")
-        self.strain_floor, self.refine = float(strain_floor), bool(refine)
+        if objective not in self.OBJECTIVES:
+            raise NeumatInputError(f"Hensel–Spittel objective '{objective}' unknown; use "
+                                   f"{', '.join(self.OBJECTIVES)}")
+        self.strain_floor, self.objective = float(strain_floor), objective
 
     def options(self) -> dict:
-        return {"strain_floor": self.strain_floor, "refine": self.refine}
+        return {"strain_floor": self.strain_floor, "objective": self.objective}
 
     def _design(self, strain, rate, temperature_c) -> np.ndarray:
         e = np.maximum(np.asarray(strain, dtype=float), self.strain_floor)
@@ -363,23 +376,27 @@ class HenselSpittel(Baseline):
         scale[scale == 0] = 1.0
         Xs = X / scale
         ps, *_ = np.linalg.lstsq(Xs, y, rcond=None)
-        cands = [ps / scale]
-        if self.refine:
-            sig = curves.stress
+        sig = curves.stress
+        if self.objective == "absolute":
+            r = least_squares(lambda p: np.exp(Xs @ p) - sig, ps, jac=lambda p: np.exp(Xs @ p)[:, None] * Xs,
+                              x_scale="jac", method="trf", max_nfev=400)
+            best = (r.x if np.all(np.isfinite(r.x)) else ps) / scale
+        else:
+            cands = [ps / scale]
+            if self.objective == "relative":
+                def resid(p):
+                    return np.exp(Xs @ p) / sig - 1.0
 
-            def resid(p):
-                return np.exp(Xs @ p) / sig - 1.0
+                def jac(p):
+                    return (np.exp(Xs @ p) / sig)[:, None] * Xs
 
-            def jac(p):
-                return (np.exp(Xs @ p) / sig)[:, None] * Xs
-
-            for loss in ("linear", "soft_l1"):
-                r = least_squares(resid, ps, jac=jac, loss=loss, f_scale=0.05, x_scale="jac",
-                                  method="trf", max_nfev=200)
-                if np.all(np.isfinite(r.x)):
-                    cands.append(r.x / scale)
-        errs = [mare_pct(np.exp(X @ p), curves.stress) for p in cands]
-        best = cands[int(np.nanargmin(errs))]
+                for loss in ("linear", "soft_l1"):
+                    r = least_squares(resid, ps, jac=jac, loss=loss, f_scale=0.05, x_scale="jac",
+                                      method="trf", max_nfev=200)
+                    if np.all(np.isfinite(r.x)):
+                        cands.append(r.x / scale)
+            errs = [mare_pct(np.exp(X @ p), sig) for p in cands]
+            best = cands[int(np.nanargmin(errs))]
         self.params = dict(zip(HS_PARAMS, (float(v) for v in best)))
         self.fitted_on = _domain(curves)
         return self

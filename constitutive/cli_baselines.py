@@ -37,6 +37,9 @@ def register(sub) -> None:
     p.add_argument("--order", type=int, default=9, help="Arrhenius polynomial order in strain, 1…9 (default 9)")
     p.add_argument("--arrhenius-alpha", default="standard", choices=["standard", "fit"],
                    help="α per strain level: standard (β/n₁, as the reference study) or fit")
+    p.add_argument("--hs-objective", default="relative", choices=["relative", "absolute", "log"],
+                   help="Hensel–Spittel fit objective: relative stress error (lowest MARE, default), "
+                        "absolute stress error in MPa (the reference study's), or log-space only")
     p.add_argument("--models", default=",".join(BASELINES),
                    help=f"comma-separated subset of {', '.join(BASELINES)}")
     p.add_argument("--melting-temperature", type=float, default=1460.0,
@@ -89,6 +92,7 @@ def run(args) -> int:
         if m not in BASELINES:
             raise NeumatInputError(f"--models: '{m}' unknown; use {', '.join(BASELINES)}")
     options = {"arrhenius": {"order": args.order, "alpha_method": args.arrhenius_alpha},
+               "hensel_spittel": {"objective": args.hs_objective},
                "johnson_cook": {"melting_temperature": args.melting_temperature}}
     for m in names:
         make_model(m, **options.get(m, {}))          # option errors before the (slower) load

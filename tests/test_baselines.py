@@ -111,14 +111,17 @@ HS_TRUE = {"lnA": 8.0, "m1": -0.0035, "m2": 0.25, "m3": -0.1, "m4": -0.0004, "m5
            "m7": -0.2, "m8": 0.00025, "m9": -0.3}
 
 
-def test_hensel_spittel_round_trip():
+@pytest.mark.parametrize("objective", HenselSpittel.OBJECTIVES)
+def test_hensel_spittel_round_trip(objective):
     truth = HenselSpittel()
     truth.params = dict(HS_TRUE)
     fc = law_curves(truth.predict)
-    m = HenselSpittel().fit(fc)
+    m = HenselSpittel(objective=objective).fit(fc)
     assert mare_pct(m.predict_curves(fc), fc.stress) < 1e-4
     for k, v in HS_TRUE.items():
         assert m.params[k] == pytest.approx(v, rel=1e-3, abs=1e-9), k
+    with pytest.raises(NeumatInputError, match="objective"):
+        HenselSpittel(objective="median")
     # strain clamped at the floor: finite at ε = 0, equal to the value at the floor
     assert m.predict(0.0, 0.1, 1000.0) == pytest.approx(m.predict(1e-3, 0.1, 1000.0))
 
