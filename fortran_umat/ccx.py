@@ -520,44 +520,57 @@ def run_ccx(deck: str | Path, workdir: str | Path | None = None, library_dir: st
 # ---------------------------------------------------------------------------------------------
 # the same homogeneous path, driven in Python (for the comparison with the Python bridge)
 
-def uniaxial_stress_path(update, *, deck: Deck, n_sub: int = 1, tol: float = 1e-11,
-                         stress0=None, statev0=None):
+def uniaxial_stress_path(update, *, deck: Deck, tol: float = 1e-11):
     """Integrate a material on the deck's homogeneous path, independently of ccx.
 
-    Small strain (``deck.nlgeom`` False): Δε_33 = −ε̇ Δt prescribed per increment, shear strains 0,
-    and the lateral strains Δε_11 = Δε_22 found by Newton (with the material's tangent) so that
-    σ_11 = σ_22 = 0 — the uniaxial stress state of the cube. (With NLGEOM the same holds in the
-    logarithmic strain, which is what the material sees.)
+    Per increment the axial strain increment is prescribed (Δε_33 = −ε̇ Δt: the strain measure
+    the material sees grows at the constant rate ε̇, see the module docstring), the shear strains
+    are 0 and the lateral strain increments Δε_11 = Δε_22 are found by Newton with the
+    material's tangent so that σ_11 = σ_22 = 0 — the uniaxial stress state of the cube.
 
-    ``update(stress, statev, dstran, dtime, temp_end) -> (stress, statev, ddsdde)`` for one
-    point; vectors in Abaqus Voigt order with engineering shear. Returns the step times,
-    stresses (n_inc, 6) and state variables (n_inc, nstatv) at the increment ends.
+    ``update(stress, statev, stran, dstran, time, dtime, temp_end) -> (stress, statev, ddsdde)``
+    for one point, values at the start of the increment in (``statev`` None on the first call,
+    ``time`` the step time at the start), vectors in Abaqus Voigt order with engineering shear.
+    Returns the step times, stresses (n_inc, 6) and state variables (n_inc, nstatv) at the
+    increment ends.
     """
-    dt = deck.step_time / (deck.n_increments * n_sub)
-    stress = np.zeros(6) if stress0 is None else np.asarray(stress0, dtype=float).copy()
-    statev = None if statev0 is None else np.asarray(statev0, dtype=float).copy()
+    dt = deck.step_time / deck.n_increments
+    stress, statev, stran = np.zeros(6), None, np.zeros(6)
     times, stresses, states = [], [], []
     d33 = -deck.strain_rate * dt
-    lateral = None
-    for k in range(deck.n_increments * n_sub):
-        if lateral is None:
-            lateral = 0.3 * -d33
+    lateral = 0.5 * -d33                       # plastic incompressibility as the first guess
+    for k in range(deck.n_increments):
         for _ in range(50):
             de = np.array([lateral, lateral, d33, 0.0, 0.0, 0.0])
-            s, sv, C = update(stress, statev, de, dt, deck.temperature_c)
+            s, sv, C = update(stress, statev, stran, de, k * dt, dt, deck.temperature_c)
             r = 0.5 * (s[0] + s[1])
             if abs(r) <= tol * max(1.0, abs(s[2])):
                 break
-            J = 0.5 * (C[0, 0] + C[0, 1] + C[1, 0] + C[1, 1])
-            lateral -= r / J
+            lateral -= r / (0.5 * (C[0, 0] + C[0, 1] + C[1, 0] + C[1, 1]))
         else:
             raise RuntimeError(f"uniaxial stress driver: no equilibrium in increment {k + 1}")
-        stress, statev = np.asarray(s, dtype=float), np.asarray(sv, dtype=float)
-        if (k + 1) % n_sub == 0:
-            times.append((k + 1) * dt)
-            stresses.append(stress.copy())
-            states.append(statev.copy())
+        stress, statev, stran = np.asarray(s, dtype=float), np.asarray(sv, dtype=float), stran + de
+        times.append((k + 1) * dt)
+        stresses.append(stress.copy())
+        states.append(statev.copy())
     return np.asarray(times), np.asarray(stresses), np.asarray(states)
+
+
+def bridge_update(onnx_path: str | Path, props: Sequence[float]):
+    """The Python bridge (``fem_bridge.umat.UmatMaterial`` on the onnxruntime backend of the
+    same ONNX file) as an ``update`` for :func:`uniaxial_stress_path`; ``props`` as for the UMAT."""
+    from fem_bridge.backends import load_backend
+    from fem_bridge.umat import UmatMaterial
+    mat = UmatMaterial(load_backend(onnx_path), props=list(props))
+
+    def update(stress, statev, stran, dstran, time, dtime, temp_end):
+        sv = mat.initial_state() if statev is None else statev
+        s, sv, C, pnewdt = mat.call(stress, sv, stran, dstran, time=(time, time), dtime=dtime,
+                                    temp=temp_end, dtemp=0.0)
+        if not pnewdt >= 1.0:
+            raise RuntimeError(f"Python bridge: step cut requested at step time {time} s")
+        return s, sv, C
+    return update
 
 
 def relative_difference(a, b) -> float:
@@ -609,6 +622,9 @@ def add_arguments(p) -> None:
     p.add_argument("--compare-plastic", action="store_true",
                    help="also run ccx's own *PLASTIC with a hardening table sampled from the model "
                         "at this rate and temperature, and print the difference")
+    p.add_argument("--compare-bridge", action="store_true",
+                   help="also integrate the same homogeneous path with the Python bridge "
+                        "(fem_bridge, small strain) and print the difference")
     p.add_argument("--out", default="ccx_out", help="output folder (deck, ccx files, results.csv)")
 
 
@@ -653,15 +669,23 @@ def run(args) -> int:
     t = res.times()
     eps = deck.applied_strain(t)
     sig = -res.axial_stress()
+    bridge = None
+    if args.compare_bridge:
+        if args.nlgeom:
+            raise NeumatInputError("--compare-bridge compares with the small-strain bridge: drop --nlgeom")
+        bridge = -uniaxial_stress_path(bridge_update(model, props), deck=deck)[1][:, 2]
     rows = ["increment,time_s,strain,stress_MPa,p,pdot_1_per_s,n_out_of_box,iterations"
             + (",plastic_stress_MPa,plastic_iterations,rel_diff" if ref else "")]
     print(f"CalculiX {CCX_VERSION}: {deck.n_elem ** 3} C3D8, T = {args.temperature} °C, "
           f"rate = {args.strain_rate} 1/s, {'NLGEOM' if args.nlgeom else 'small strain'}, "
           f"UMAT lib{lib_name}.so, {res.wall_s:.2f} s on {args.threads} thread(s)")
-    print(" inc   strain   stress/MPa        p   iter" + ("  *PLASTIC/MPa  iter  rel.diff" if ref else ""))
+    print(" inc   strain   stress/MPa        p   iter" + ("  *PLASTIC/MPa  iter  rel.diff" if ref else "")
+          + ("  bridge/MPa  rel.diff" if bridge is not None else ""))
+    if bridge is not None:
+        rows[0] += ",bridge_stress_MPa,bridge_rel_diff"
     for k, inc in enumerate(res.increments):
         sdv = inc.sdv.mean(axis=0) if inc.sdv is not None else np.full(max(built.nstatv, 9), np.nan)
-        line = (f"{k + 1},{t[k]:.6g},{eps[k]:.6g},{sig[k]:.6g},{sdv[0]:.6g},{sdv[7]:.6g},"
+        line = (f"{k + 1},{t[k]:.9g},{eps[k]:.9g},{sig[k]:.7g},{sdv[0]:.6g},{sdv[7]:.6g},"
                 f"{sdv[8]:.6g},{inc.iterations}")
         txt = f"{k + 1:4d} {eps[k]:8.4f} {sig[k]:12.4f} {sdv[0]:8.4f} {inc.iterations!s:>6}"
         if ref:
@@ -669,6 +693,10 @@ def run(args) -> int:
             d = sig[k] / rs - 1.0
             line += f",{rs:.6g},{ref.increments[k].iterations},{d:.3e}"
             txt += f" {rs:13.4f} {ref.increments[k].iterations!s:>5} {d:9.2e}"
+        if bridge is not None:
+            d = sig[k] / bridge[k] - 1.0
+            line += f",{bridge[k]:.9g},{d:.3e}"
+            txt += f" {bridge[k]:11.4f} {d:9.2e}"
         rows.append(line)
         print(txt)
     (out / "results.csv").write_text("\n".join(rows) + "\n")
@@ -677,5 +705,7 @@ def run(args) -> int:
           + (f"; *PLASTIC: mean {ref.iterations().mean():.2f}, max {ref.iterations().max()}; "
              f"max relative stress difference {relative_difference(sig, -ref.axial_stress()):.2e}"
              if ref else ""))
+    if bridge is not None:
+        print(f"max relative stress difference to the Python bridge: {relative_difference(sig, bridge):.2e}")
     print(f"wrote {out / 'results.csv'} (stress: true axial stress magnitude, MPa)")
     return 0

@@ -163,21 +163,6 @@ def plastic_run(ccx_exe, model, tmp_path_factory):
     return deck, cx.run_ccx(deck.path)
 
 
-def _bridge_update(onnx_path):
-    """One-point update of the Python bridge (fem_bridge.umat) in the driver's signature."""
-    from fem_bridge.backends import load_backend
-    from fem_bridge.conventions import NSTATV, TEMP_MODE_CALCULIX
-    from fem_bridge.umat import UmatMaterial
-    mat = UmatMaterial(load_backend(onnx_path), props=[E_MPA, NU, float(TEMP_MODE_CALCULIX), 0.0])
-
-    def update(stress, statev, dstran, dtime, temp_end):
-        sv = np.zeros(NSTATV) if statev is None else statev
-        s, sv, C, pnewdt = mat.umat(stress, sv, dstran, dtime, temp_end)[:4]
-        assert pnewdt >= 1.0 or pnewdt < 0.0, "the bridge asked for a step cut"
-        return s, sv, C
-    return update
-
-
 def test_umat_in_ccx_matches_bridge_and_plastic(model, umat_run, plastic_run):
     deck, ru = umat_run
     _, rp = plastic_run
@@ -195,7 +180,8 @@ def test_umat_in_ccx_matches_bridge_and_plastic(model, umat_run, plastic_run):
     d_plastic = cx.relative_difference(s_umat, s_plastic)
     assert d_plastic < TOL, f"UMAT vs *PLASTIC: max relative difference {d_plastic:.2e}"
     # (a) the Python bridge on the same homogeneous path
-    t, s_bridge, sv_bridge = cx.uniaxial_stress_path(_bridge_update(model[1]), deck=deck)
+    t, s_bridge, sv_bridge = cx.uniaxial_stress_path(
+        cx.bridge_update(model[1], _umat_material(model).props), deck=deck)
     assert np.allclose(t, ru.times(), rtol=1e-12)
     d_bridge = cx.relative_difference(s_umat, s_bridge[:, 2])
     assert d_bridge < TOL, f"UMAT in ccx vs Python bridge: max relative difference {d_bridge:.2e}"
