@@ -505,8 +505,10 @@ def run_ccx(deck: str | Path, workdir: str | Path | None = None, library_dir: st
     tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-25:])
     if proc.returncode != 0 or "*ERROR" in proc.stdout or "Job finished" not in proc.stdout:
         hint = ""
-        if "dlopen" in proc.stdout + proc.stderr or "cannot open shared object" in proc.stdout + proc.stderr:
-            hint = f" (UMAT library not found: is lib<LIB>.so in {library_dir}?)"
+        m = re.search(r"(lib\S+\.so): cannot open shared object", proc.stdout + proc.stderr)
+        if m:
+            hint = (f" (UMAT library {m.group(1)} not found on LD_LIBRARY_PATH; library_dir = "
+                    f"{library_dir})")
         raise CcxError(f"ccx failed on {deck} (exit {proc.returncode}){hint}; its output ends with:\n{tail}")
     res.attempts = parse_iterations(proc.stdout)
     res.increments = parse_dat(res.dat)

@@ -83,6 +83,13 @@ def test_parse_iterations_counts_attempts_and_cutbacks():
     assert cx.parse_iterations(out) == [(1, 1, 2, True), (2, 1, 3, False), (2, 2, 2, True)]
 
 
+def test_run_ccx_reports_a_missing_umat_library(ccx_exe, tmp_path):
+    d = cx.write_compression_deck(tmp_path / "missing.inp", material=cx.UserMaterial("NEUMATNOSUCHLIB", [E_MPA, NU], 7),
+                                  temperature_c=T_C, strain_rate=RATE, n_increments=20, side_mm=1.0)
+    with pytest.raises(cx.CcxError, match="libNEUMATNOSUCHLIB.so not found"):
+        cx.run_ccx(d.path, library_dir=tmp_path)
+
+
 def _compile_test_umat(dst: Path, lib: str) -> None:
     gf = shutil.which("gfortran")
     assert gf, "gfortran is missing (make setup installs it)"
