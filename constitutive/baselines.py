@@ -538,7 +538,8 @@ def evaluate_protocol(curves: FlowCurves, heldout_conditions: Sequence[Sequence[
         {"dataset", "protocol", "heldout": [[T, rate, ...], ...],
          "models": {name: {"train": scores, "heldout": scores | None, "all": scores}}}
 
-    with scores ``{"mare_pct", "rmse_mpa", "r2"}`` (``constitutive.metrics``); with
+    with scores ``{"mare_pct", "rmse_mpa", "r2"}`` (``constitutive.metrics``; a non-finite value,
+    e.g. R² of a constant stress, is written as None so the dict stays valid JSON); with
     ``return_models`` also the fitted models, ``(result, {name: model})``.
     """
     if drop_zero_strain:
@@ -555,12 +556,15 @@ def evaluate_protocol(curves: FlowCurves, heldout_conditions: Sequence[Sequence[
     result = {"dataset": dataset if dataset is not None else curves.source,
               "protocol": protocol if protocol is not None else ("heldout" if held_conds else "full"),
               "heldout": held_conds, "models": {}}
+    def _scores(model, part):
+        if part is None:
+            return None
+        return {k: (None if not np.isfinite(v) else v) for k, v in scores(model.predict_curves(part), part.stress).items()}
+
     fitted = {}
     for name, opts in specs.items():
         model = make_model(name, **(opts or {})).fit(train)
         fitted[name] = model
-        entry = {"train": scores(model.predict_curves(train), train.stress),
-                 "heldout": scores(model.predict_curves(held), held.stress) if held is not None else None,
-                 "all": scores(model.predict_curves(curves), curves.stress)}
+        entry = {"train": _scores(model, train), "heldout": _scores(model, held), "all": _scores(model, curves)}
         result["models"][name] = entry
     return (result, fitted) if return_models else result

@@ -11,6 +11,7 @@ Points at strain 0 are dropped before fitting and scoring (as in the reference s
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -22,13 +23,24 @@ from .cli_common import add_data_arguments, add_heldout_argument, heldout_from_a
 from .errors import NeumatInputError
 
 PROTOCOLS = ("full", "interp", "extrap")
+DESCRIPTION = """\
+Fit the strain-compensated Arrhenius, Hensel–Spittel and Johnson–Cook laws and score them
+(MARE %, RMSE MPa, R² over all points) on the fitted, held-out and all curves.
+
+protocols:
+  full    fit and score on all curves (with --heldout: all but the named curves)
+  interp  hold out the 1 1/s curves of gleeble_3cr2mo (other data: give --heldout)
+  extrap  hold out the 5 1/s curves of gleeble_3cr2mo (other data: give --heldout)
+
+Points at strain 0 are dropped before fitting and scoring, as in the reference study,
+unless --keep-zero-strain. Extra features (e.g. direction) are ignored by all three laws."""
 # Held-out strain rate (1/s) of each protocol on the data sets that define one.
 PROTOCOL_RATES = {"gleeble_3cr2mo": {"interp": 1.0, "extrap": 5.0}}
 
 
 def register(sub) -> None:
     p = sub.add_parser("baselines", help="fit and score the Arrhenius, Hensel–Spittel and Johnson–Cook laws",
-                       description=__doc__.split("\n\n", 1)[1] if __doc__ else None)
+                       formatter_class=argparse.RawDescriptionHelpFormatter, description=DESCRIPTION)
     add_data_arguments(p)
     p.add_argument("--protocol", default="full",
                    help="full | interp | extrap (interp/extrap hold out the 1 or 5 1/s curves of "
@@ -79,7 +91,8 @@ def format_table(result: dict) -> str:
         row = f"{name:<16}"
         for key, _ in cols:
             s = e.get(key)
-            row += "|" + (f" {s['mare_pct']:6.2f}  {s['rmse_mpa']:8.3f}  {s['r2']:7.4f}  " if s else f"{'–':^29}")
+            r2 = f"{s['r2']:7.4f}" if s and s["r2"] is not None else f"{'–':>7}"
+            row += "|" + (f" {s['mare_pct']:6.2f}  {s['rmse_mpa']:8.3f}  {r2}  " if s else f"{'–':^29}")
         lines.append(row)
     return "\n".join(lines)
 
