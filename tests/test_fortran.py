@@ -245,3 +245,253 @@ def test_cli_umat(models, cache, tmp_path, capsys):
     bad.write_bytes(b"\x00garbage")
     assert main(["umat", str(bad), "--out", str(out)]) == 2
     assert "not an ONNX model" in capsys.readouterr().err
+
+
+# ---- the compiled UMAT against the Python UMAT ---------------------------------------------------
+
+E_MPA, NU = 1.2e5, 0.3
+
+
+def _paths(rng, n_inc=24):
+    """Strain-increment paths (engineering shear) with their dt (s) and temperatures (°C, end of
+    each increment): uniaxial compression, shear, mixed, loading then elastic unloading and
+    reloading, a temperature ramp across the box edge, rates across the floor and the box."""
+    def uniax(d):
+        return np.array([-d, 0.5 * d, 0.5 * d, 0.0, 0.0, 0.0])
+    out = []
+    tconst = np.full(n_inc, 1150.0)
+    out.append(("uniaxial", [uniax(4e-3)] * n_inc, np.full(n_inc, 0.02), tconst))
+    out.append(("shear", [np.array([0, 0, 0, 6e-3, 0, 0])] * n_inc, np.full(n_inc, 0.5), tconst))
+    mixed = [rng.normal(size=6) * 3e-3 for _ in range(n_inc)]
+    out.append(("mixed", mixed, 10 ** rng.uniform(-3.5, 1.5, n_inc), rng.uniform(1080, 1220, n_inc)))
+    # "unload": an increment that removes 20 % of the current deviatoric stress elastically
+    unload = [uniax(4e-3)] * 8 + ["unload"] * 4 + [uniax(4e-3)] * (n_inc - 12)
+    out.append(("unloading", unload, np.full(n_inc, 0.05), tconst))
+    out.append(("temperature-ramp", [uniax(3e-3)] * n_inc, np.full(n_inc, 0.01),
+                np.linspace(1000.0, 1300.0, n_inc + 1)[1:]))
+    out.append(("slow-below-floor", [uniax(2e-3)] * n_inc, np.full(n_inc, 200.0), tconst))
+    return out
+
+
+def _rel(a, b):
+    return np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300)
+
+
+@pytest.mark.parametrize("name,temp_mode", [("elu-residual", 1), ("tanh-plain-1extra", 0),
+                                            ("hybrid-additive", 1), ("softplus-1extra", 0)])
+def test_umat_matches_python_umat(name, temp_mode, models, cache):
+    from fem_bridge.backends import OnnxBackend
+    from fem_bridge.umat import UmatMaterial
+    from fortran_umat.build import build_umat
+    from fortran_umat.compiled import CompiledUmat
+    net, path = models[name]
+    props = [E_MPA, NU, temp_mode, 0.0] + [1.0] * (net.n_features - 3)
+    py = UmatMaterial(OnnxBackend(path), props)
+    fo = CompiledUmat(build_umat(path).library, props)
+    rng = np.random.default_rng(5)
+    n_plastic = n_unload = 0
+    for label, incs, dts, temps in _paths(rng):
+        s_p = s_f = np.zeros(6)
+        v_p = v_f = np.zeros(cv.NSTATV)
+        stran = np.zeros(6)
+        t_prev = temps[0]
+        for k, (de, dt, t_end) in enumerate(zip(incs, dts, temps)):
+            if isinstance(de, str):
+                dev = s_p - np.r_[np.full(3, s_p[:3].mean()), np.zeros(3)]
+                de = -0.2 * dev / (E_MPA / (1 + NU)) * np.r_[1, 1, 1, 2, 2, 2]
+            # Abaqus: TEMP at the start + DTEMP; CalculiX: TEMP at the end, DTEMP = 0
+            temp, dtemp = (t_prev, t_end - t_prev) if temp_mode == 0 else (t_end, 0.0)
+            kw = dict(time=(k * dt, k * dt), dtime=dt, temp=temp, dtemp=dtemp, kinc=k + 1)
+            s_p1, v_p1, c_p, pn_p = py.call(s_p, v_p, stran, de, **kw)
+            s_f1, v_f1, c_f, pn_f = fo.call(s_f, v_f, stran, de, **kw)
+            where = f"{label} increment {k + 1}"
+            assert pn_p == pn_f == 1.0, where
+            assert _rel(s_f1, s_p1) <= 1e-9, where
+            assert _rel(v_f1, v_p1) <= 1e-9 and v_f1[cv.SV_NOUT] == v_p1[cv.SV_NOUT], where
+            assert _rel(c_f, c_p) <= 1e-9, where
+            n_plastic += v_p1[cv.SV_P] > v_p[cv.SV_P]
+            n_unload += (v_p1[cv.SV_P] == v_p[cv.SV_P]) and k > 0
+            s_p, v_p, s_f, v_f = s_p1, v_p1, s_f1, v_f1
+            stran = stran + de
+            t_prev = t_end
+    assert n_plastic > 50 and n_unload >= 3          # both branches were exercised
+
+
+def test_umat_temperature_conventions_agree(models, cache):
+    """The same temperature history given the Abaqus way and the CalculiX way: same results."""
+    from fortran_umat.build import build_umat
+    from fortran_umat.compiled import CompiledUmat
+    _, path = models["elu-residual"]
+    lib = build_umat(path).library
+    abq, ccx = CompiledUmat(lib, [E_MPA, NU, 0, 0.0]), CompiledUmat(lib, [E_MPA, NU, 1, 0.0])
+    de = np.array([-4e-3, 2e-3, 2e-3, 1e-3, 0, 0])
+    temps = np.linspace(1100.0, 1200.0, 11)
+    sa = sc = np.zeros(6)
+    va = vc = np.zeros(cv.NSTATV)
+    for t0, t1 in zip(temps[:-1], temps[1:]):
+        sa, va, ca, _ = abq.call(sa, va, np.zeros(6), de, dtime=0.1, temp=t0, dtemp=t1 - t0)
+        sc, vc, cc, _ = ccx.call(sc, vc, np.zeros(6), de, dtime=0.1, temp=t1, dtemp=0.0)
+        assert _rel(sa, sc) <= 1e-12 and _rel(ca, cc) <= 1e-12
+    assert va[cv.SV_P] > 0.0
+
+
+# ---- failure behaviour ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("case", ["nan-dstran", "inf-dstran", "nan-temp", "nan-dtemp", "zero-dtime",
+                                  "nan-dtime", "negative-E", "nu-0.5", "nan-extra", "nan-statev"])
+def test_umat_bad_input_cuts_step(case, models, cache):
+    from fem_bridge.backends import OnnxBackend
+    from fem_bridge.umat import UmatMaterial
+    from fortran_umat.build import build_umat
+    from fortran_umat.compiled import CompiledUmat
+    _, path = models["tanh-plain-1extra"]
+    props = np.array([E_MPA, NU, 1, 0.0, 1.0])
+    s0 = np.array([-80.0, 10.0, 10.0, 5.0, 0.0, 0.0])
+    v0 = np.r_[0.1, np.zeros(6), 0.5, 0.0]
+    de = np.array([-5e-3, 2.5e-3, 2.5e-3, 0, 0, 0])
+    kw = dict(dtime=0.1, temp=1150.0, dtemp=0.0)
+    if case == "nan-dstran":
+        de = de.copy(); de[1] = np.nan
+    elif case == "inf-dstran":
+        de = de.copy(); de[3] = np.inf
+    elif case == "nan-temp":
+        kw["temp"] = np.nan
+    elif case == "nan-dtemp":
+        kw["dtemp"] = np.nan
+    elif case == "zero-dtime":
+        kw["dtime"] = 0.0
+    elif case == "nan-dtime":
+        kw["dtime"] = np.nan
+    elif case == "negative-E":
+        props[0] = -1.0
+    elif case == "nu-0.5":
+        props[1] = 0.5
+    elif case == "nan-extra":
+        props[4] = np.nan
+    elif case == "nan-statev":
+        v0 = v0.copy(); v0[cv.SV_PDOT] = np.nan
+    fo = CompiledUmat(build_umat(path).library, props)
+    py = UmatMaterial(OnnxBackend(path), props)
+    for pnewdt_in in (1.0, -1.0):                   # Abaqus-style and CalculiX-style incoming PNEWDT
+        s, v, c, pn = fo.call(s0, v0, np.zeros(6), de, pnewdt=pnewdt_in, **kw)
+        assert pn == cv.PNEWDT_CUT
+        assert np.all(np.isfinite(s)) and np.all(np.isfinite(c)) and np.all(np.isfinite(v) | np.isnan(v0))
+        np.testing.assert_array_equal(s, s0)
+        np.testing.assert_array_equal(v[np.isfinite(v0)], v0[np.isfinite(v0)])
+    sp, vp, cp, pp = py.call(s0, v0, np.zeros(6), de, **kw)
+    assert pp < 1.0
+    np.testing.assert_array_equal(c, cp)              # the same (elastic or identity) fallback tangent
+
+
+def test_umat_forced_nonconvergence_cuts_step(models, cache):
+    """MAX_ITER = 1 (a build-time test hook): every plastic step fails to converge."""
+    from fortran_umat.build import build_umat
+    from fortran_umat.compiled import CompiledUmat
+    _, path = models["elu-residual"]
+    res = build_umat(path, max_iter=1)
+    assert res.library != build_umat(path).library
+    fo = CompiledUmat(res.library, [E_MPA, NU, 1, 0.0])
+    s0, v0 = np.zeros(6), np.zeros(cv.NSTATV)
+    # elastic step: converges trivially
+    s, v, c, pn = fo.call(s0, v0, np.zeros(6), np.array([-1e-5, 0, 0, 0, 0, 0]), dtime=0.1, temp=1150.0)
+    assert pn == 1.0 and s[0] < 0
+    # plastic step: no convergence in one iteration -> cut, outputs finite and unchanged
+    s, v, c, pn = fo.call(s0, v0, np.zeros(6), np.array([-2e-2, 1e-2, 1e-2, 0, 0, 0]), dtime=0.1, temp=1150.0)
+    assert pn == cv.PNEWDT_CUT
+    np.testing.assert_array_equal(s, s0)
+    np.testing.assert_array_equal(v, v0)
+    np.testing.assert_allclose(c, cv.elastic_stiffness(E_MPA, NU), rtol=1e-15)
+    # an absurd input through the normal build: a strain increment of 1e300 overflows the trial
+    fo2 = CompiledUmat(build_umat(path).library, [E_MPA, NU, 1, 0.0])
+    s, v, c, pn = fo2.call(s0, v0, np.zeros(6), np.array([1e300, -1e300, 0, 0, 0, 0]), dtime=0.1, temp=1150.0)
+    assert pn == cv.PNEWDT_CUT and np.all(np.isfinite(s)) and np.all(np.isfinite(c)) and np.all(np.isfinite(v))
+
+
+# ---- thread safety -------------------------------------------------------------------------------
+
+_DRIVER = """\
+program neumat_omp_driver
+  ! integrates NPATH strain paths with the UMAT serially, then again with 2 OpenMP threads at
+  ! once, and compares all results bit for bit
+  use omp_lib
+  implicit none
+  integer, parameter :: npath = 48, ninc = 60, nres = 6 + 9 + 36
+  double precision :: serial(nres, ninc, npath), par(nres, ninc, npath)
+  integer :: ip, nthreads, owner(npath)
+  nthreads = 0
+  do ip = 1, npath
+    call run_path(ip, serial(:, :, ip))
+  end do
+  !$omp parallel num_threads(2)
+  !$omp single
+  nthreads = omp_get_num_threads()
+  !$omp end single
+  !$omp do schedule(static, 1)
+  do ip = 1, npath
+    owner(ip) = omp_get_thread_num()
+    call run_path(ip, par(:, :, ip))
+  end do
+  !$omp end do
+  !$omp end parallel
+  print '(a, i0)', 'threads ', nthreads
+  print '(a, i0)', 'thread1paths ', count(owner == 1)
+  print '(a, i0)', 'plastic ', count(serial(7, ninc, :) > 0.0d0)
+  if (all(transfer(serial, 1_8, size(serial)) == transfer(par, 1_8, size(par)))) then
+    print '(a)', 'IDENTICAL'
+  else
+    print '(a)', 'DIFFERENT'
+  end if
+contains
+  subroutine run_path(ip, res)
+    integer, intent(in) :: ip
+    double precision, intent(out) :: res(nres, ninc)
+    double precision :: stress(6), statev(9), ddsdde(6, 6), sse, spd, scd, rpl, ddsddt(6), drplde(6)
+    double precision :: drpldt, stran(6), dstran(6), time(2), dtime, temp, dtemp, predef(1), dpred(1)
+    double precision :: props(NPROPS), coords(3), drot(3, 3), pnewdt, celent, dfgrd(3, 3), dir(6)
+    character(len=80) :: cmname
+    integer :: k
+    props = [PROPS_VALUES]
+    stress = 0.0d0; statev = 0.0d0; stran = 0.0d0; sse = 0; spd = 0; scd = 0
+    coords = 0; drot = 0; dfgrd = 0; celent = 1; cmname = '@ABAQUS_NEUMAT'
+    dir = [-1.0d0, 0.5d0, 0.5d0, 0.3d0 * sin(dble(ip)), 0.2d0 * cos(dble(ip)), 0.1d0 * sin(3.0d0 * ip)]
+    dtime = 10.0d0 ** (-3.0d0 + 4.0d0 * modulo(0.37d0 * ip, 1.0d0))
+    do k = 1, ninc
+      dstran = 4.0d-3 * dir
+      if (k > 30 .and. k <= 36) dstran = -0.5d-3 * dir          ! elastic unloading
+      temp = 1100.0d0 + 2.0d0 * k + ip
+      dtemp = 0.0d0
+      time = (k - 1) * dtime
+      pnewdt = -1.0d0
+      call umat(stress, statev, ddsdde, sse, spd, scd, rpl, ddsddt, drplde, drpldt, stran, dstran, &
+                time, dtime, temp, dtemp, predef, dpred, cmname, 3, 3, 6, 9, props, NPROPS, coords, &
+                drot, pnewdt, celent, dfgrd, dfgrd, ip, 1, 1, 1, 1, k)
+      stran = stran + dstran
+      res(1:6, k) = stress
+      res(7:15, k) = statev
+      res(16:51, k) = reshape(ddsdde, [36])
+    end do
+  end subroutine run_path
+end program neumat_omp_driver
+"""
+
+
+def test_umat_two_openmp_threads_bit_identical(models, cache, tmp_path):
+    from fortran_umat.build import build_umat
+    _, path = models["sigmoid-2extras-extrapolate"]
+    res = build_umat(path)
+    props = [E_MPA, NU, 1, 0.0, 1.0, 0.0]
+    src = (_DRIVER.replace("NPROPS", str(len(props)))
+           .replace("PROPS_VALUES", ", ".join(f"{v!r}d0" for v in map(float, props))))
+    drv = tmp_path / "driver.f90"
+    drv.write_text(src)
+    exe = tmp_path / "driver"
+    lib = res.library
+    subprocess.run(["gfortran", "-O2", "-fopenmp", f"-J{tmp_path}", str(drv), "-o", str(exe),
+                    f"-L{lib.parent}", f"-l{res.name}", f"-Wl,-rpath,{lib.parent}"],
+                   check=True, capture_output=True, text=True)
+    out = subprocess.run([str(exe)], capture_output=True, text=True, check=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "2"}).stdout
+    vals = dict(line.split() for line in out.splitlines() if " " in line)
+    assert vals["threads"] == "2" and int(vals["thread1paths"]) == 24
+    assert int(vals["plastic"]) == 48
+    assert out.strip().splitlines()[-1] == "IDENTICAL", out

@@ -42,11 +42,12 @@ contains
     end do
   end subroutine nm_elastic
 
-  pure subroutine nm_flow(p, pdot, temp, extras, floor, sig, dsig_dp, dsig_dpdot)
-    ! sigma_y(p, pdot, T, extras) with the rate floor `floor` (1/s); derivative 0 below it
+  pure subroutine nm_flow(p, pdot, temp, extras, floor, sig, dsig_dp, dsig_dpdot, x)
+    ! sigma_y(p, pdot, T, extras) with the rate floor `floor` (1/s); d/dpdot is 0 below the floor.
+    ! x: the model input actually evaluated (rate raised to the floor)
     real(c_double), intent(in) :: p, pdot, temp, extras(NM_NEXTRA), floor
-    real(c_double), intent(out) :: sig, dsig_dp, dsig_dpdot
-    real(c_double) :: x(NM_NF), ds(NM_NF)
+    real(c_double), intent(out) :: sig, dsig_dp, dsig_dpdot, x(NM_NF)
+    real(c_double) :: ds(NM_NF)
     x(1) = p
     x(2) = max(pdot, floor)
     x(3) = temp
@@ -65,8 +66,9 @@ contains
     real(c_double), intent(out) :: ddsdde(6, 6)
     integer, intent(out) :: status, niter
     real(c_double) :: E, nu, g, k, tend, floor, extras(NM_NEXTRA)
-    real(c_double) :: str(6), s(6), mean, q, nrm(6), pn, dp, a, b, r, drdp
+    real(c_double) :: str(6), s(6), mean, q, nrm(6), pn, dp, a, b, r
     real(c_double) :: sy, hp, hr, h, theta, thetab, dpn, x(NM_NF)
+    real(c_double) :: snew(6), svnew(NM_NSTATV), d(6, 6)
     integer :: i, j, it
     logical :: conv
 
@@ -88,7 +90,7 @@ contains
       status = NM_BAD_INPUT
       return
     end if
-    if (nint(props(3)) == NM_TEMP_MODE_CALCULIX) then
+    if (props(3) == real(NM_TEMP_MODE_CALCULIX, c_double)) then
       tend = temp
     else
       tend = temp + dtemp
@@ -105,12 +107,13 @@ contains
     s = str
     s(1:3) = s(1:3) - mean
     q = sqrt(1.5d0 * (s(1)**2 + s(2)**2 + s(3)**2 + 2.0d0 * (s(4)**2 + s(5)**2 + s(6)**2)))
-    call nm_flow(pn, 0.0d0, tend, extras, floor, sy, hp, hr)
+    ! yield check at (p_n, pdot = 0 -> floor, T_end); it is also Newton iteration 1 (dp = 0)
+    call nm_flow(pn, 0.0d0, tend, extras, floor, sy, hp, hr, x)
     if (.not. ieee_is_finite(sy)) then
       status = NM_STEP_CUT
       return
     end if
-    if (q <= sy) then
+    if (.not. q > sy) then
       stress = str
       statev(8) = 0.0d0
       return
@@ -120,12 +123,16 @@ contains
     a = 0.0d0
     b = q / (3.0d0 * g)
     dp = 0.0d0
+    r = q - sy
+    h = hp + hr / dtime
     conv = .false.
     do it = 1, NM_MAX_ITER
+      if (it > 1) then
+        call nm_flow(pn + dp, dp / dtime, tend, extras, floor, sy, hp, hr, x)
+        r = q - 3.0d0 * g * dp - sy
+        h = hp + hr / dtime
+      end if
       niter = it
-      call nm_flow(pn + dp, dp / dtime, tend, extras, floor, sy, hp, hr)
-      r = q - 3.0d0 * g * dp - sy
-      h = hp + hr / dtime
       if (.not. (ieee_is_finite(r) .and. ieee_is_finite(h))) exit
       if (abs(r) <= NM_RTOL * q) then
         conv = .true.
@@ -136,8 +143,7 @@ contains
       else
         b = dp
       end if
-      drdp = -3.0d0 * g - h
-      dpn = dp - r / drdp
+      dpn = dp - r / (-3.0d0 * g - h)
       if (.not. (dpn > a .and. dpn < b)) dpn = 0.5d0 * (a + b)
       dp = dpn
     end do
@@ -146,34 +152,39 @@ contains
       return
     end if
 
-    ! ---- converged: update stress, state and the consistent tangent
+    ! ---- converged: new stress, state and the consistent tangent (committed only if finite)
     theta = 1.0d0 - 3.0d0 * g * dp / q
     nrm = s / (sqrt(2.0d0 / 3.0d0) * q)                 ! unit deviatoric direction (tensor norm 1)
-    stress(1:3) = mean + theta * s(1:3)
-    stress(4:6) = theta * s(4:6)
-    statev(1) = pn + dp
-    statev(2:4) = statev(2:4) + dp * 1.5d0 * s(1:3) / q
-    statev(5:7) = statev(5:7) + dp * 3.0d0 * s(4:6) / q    ! engineering shear
-    statev(8) = dp / dtime
-    x(1) = pn + dp
-    x(2) = dp / dtime
-    x(3) = tend
-    x(4:) = extras
-    if (nm_out_of_box(x)) statev(9) = statev(9) + 1.0d0
+    snew(1:3) = mean + theta * s(1:3)
+    snew(4:6) = theta * s(4:6)
+    svnew = statev
+    svnew(1) = pn + dp
+    svnew(2:4) = statev(2:4) + (1.5d0 * dp / q) * s(1:3)
+    svnew(5:7) = statev(5:7) + (1.5d0 * dp / q) * s(4:6) * 2.0d0     ! engineering shear
+    svnew(8) = dp / dtime
+    if (nm_out_of_box(x)) svnew(9) = statev(9) + 1.0d0
     thetab = 1.0d0 / (1.0d0 + h / (3.0d0 * g)) - (1.0d0 - theta)
-    ddsdde = 0.0d0
     do j = 1, 6
       do i = 1, 6
-        ddsdde(i, j) = -2.0d0 * g * thetab * nrm(i) * nrm(j)
+        d(i, j) = -2.0d0 * (g * thetab) * nrm(i) * nrm(j)
       end do
     end do
     do j = 1, 3
       do i = 1, 3
-        ddsdde(i, j) = ddsdde(i, j) + k - 2.0d0 * g * theta / 3.0d0
+        d(i, j) = d(i, j) + (k - 2.0d0 * g * theta / 3.0d0)
       end do
-      ddsdde(j, j) = ddsdde(j, j) + 2.0d0 * g * theta
-      ddsdde(3 + j, 3 + j) = ddsdde(3 + j, 3 + j) + g * theta
     end do
+    do i = 1, 3
+      d(i, i) = d(i, i) + 2.0d0 * g * theta
+      d(3 + i, 3 + i) = d(3 + i, 3 + i) + g * theta
+    end do
+    if (.not. (all(ieee_is_finite(snew)) .and. all(ieee_is_finite(svnew)) .and. all(ieee_is_finite(d)))) then
+      status = NM_STEP_CUT
+      return
+    end if
+    stress = snew
+    statev = svnew
+    ddsdde = d
   end subroutine nm_j2_update
 
   pure subroutine nm_fallback_tangent(E, nu, c)
@@ -209,7 +220,7 @@ subroutine umat(stress, statev, ddsdde, sse, spd, scd, rpl, ddsddt, drplde, drpl
   real(c_double), intent(in) :: stran(ntens), dstran(ntens), time(2), dtime, temp, dtemp
   real(c_double), intent(in) :: predef(*), dpred(*), props(nprops), coords(3), drot(3, 3)
   real(c_double), intent(in) :: celent, dfgrd0(3, 3), dfgrd1(3, 3)
-  real(c_double) :: c(6, 6), sv(NM_NSTATV), st(6)
+  real(c_double) :: c(6, 6), sv(NM_NSTATV), st(6), dp, mean, seq, e, nu
   integer :: status, niter
 
   if (ntens /= 6 .or. ndi /= 3 .or. nshr /= 3) then
@@ -230,9 +241,21 @@ subroutine umat(stress, statev, ddsdde, sse, spd, scd, rpl, ddsddt, drplde, drpl
   call nm_j2_update(props(1:NM_NPROPS), st, sv, dstran, dtime, temp, dtemp, c, status, niter)
   ddsdde = c
   if (status == NM_OK) then
+    ! SPD += sigma_eq * dp (plastic dissipation), SSE = 1/2 sigma : C^-1 : sigma (MPa = MJ/m^3)
+    dp = sv(1) - statev(1)
+    mean = (st(1) + st(2) + st(3)) / 3.0d0
+    seq = sqrt(1.5d0 * ((st(1) - mean)**2 + (st(2) - mean)**2 + (st(3) - mean)**2 &
+                        + 2.0d0 * (st(4)**2 + st(5)**2 + st(6)**2)))
+    spd = spd + seq * dp
+    e = props(1)
+    nu = props(2)
+    sse = 0.5d0 / e * (st(1)**2 + st(2)**2 + st(3)**2 + 2.0d0 * (1.0d0 + nu) * (st(4)**2 + st(5)**2 + st(6)**2) &
+                       - 2.0d0 * nu * (st(1) * st(2) + st(2) * st(3) + st(1) * st(3)))
     stress = st
     statev(1:NM_NSTATV) = sv
   else
-    pnewdt = NM_PNEWDT_CUT
+    ! ask for a smaller increment. CalculiX passes PNEWDT = -1 ("no request"), Abaqus a large
+    ! value: keep a smaller positive request made by an earlier point, else PNEWDT_CUT.
+    if (.not. (pnewdt > 0.0d0 .and. pnewdt <= NM_PNEWDT_CUT)) pnewdt = NM_PNEWDT_CUT
   end if
 end subroutine umat
