@@ -24,16 +24,36 @@ STATEV (``*DEPVAR`` = ``NSTATV``):
 | 8 | pdot       | equivalent plastic strain rate of the last increment, Δp/Δt, 1/s |
 | 9 | n_out_of_box | count of converged flow-stress evaluations with an input outside the training box |
 
-The algorithm (identical in ``fem_bridge.j2`` and the generated Fortran):
-flow stress at the end of the increment, σ_y(p_n + Δp, Δp/Δt, T_end, extras), rate floor and
-box policy of the model applied; elastic trial; if q_trial <= σ_y(p_n, 0, T_end) the step is
-elastic (tangent = elastic stiffness, pdot = 0); else Newton on
-r(Δp) = q_trial − 3GΔp − σ_y(p_n + Δp, Δp/Δt, T_end) within the bracket [0, q_trial/(3G)],
-bisection whenever a Newton step leaves the bracket; converged when |r| <= RTOL·q_trial;
-consistent tangent with H = ∂σ_y/∂p + ∂σ_y/∂ṗ / Δt:
-C = K 1⊗1 + 2Gθ I_dev − 2G θ̄ n̂⊗n̂, θ = 1 − 3GΔp/q_trial, θ̄ = 1/(1 + H/(3G)) − (1 − θ).
-Bad input (NaN/inf, Δt <= 0, E <= 0, ν outside (−1, 0.5)) or no convergence: stress and state
-returned unchanged, elastic tangent (finite), status BAD_INPUT / STEP_CUT and PNEWDT = PNEWDT_CUT.
+The algorithm (identical in ``fem_bridge.j2`` and the generated Fortran), per point:
+
+1. Checks. Bad input — any of STRESS, STATEV(1:NSTATV), DSTRAN, DTIME, TEMP, DTEMP, PROPS not
+   finite, Δt <= 0, E <= 0, ν outside (−1, 0.5) — gives status BAD_INPUT: stress and state
+   returned unchanged, tangent = elastic stiffness (the 6×6 identity, in MPa, when E or ν
+   themselves are unusable), PNEWDT = PNEWDT_CUT.
+2. T_end by PROPS(3) (``temperature_end``: nint(temp_mode) == 1 → CalculiX, else Abaqus); E, ν
+   (at T_end when tabulated); G = E/(2(1+ν)), K = E/(3(1−2ν)); rate floor
+   f = PROPS(4) if PROPS(4) > 0 else the model's floor (the model's own floor still applies
+   inside the flow-stress evaluation, so the effective floor is max(PROPS(4), model's)).
+3. Flow stress σ_y(p, ṗ, T_end, extras) is always evaluated at the rate max(ṗ, f), its
+   derivative ∂σ_y/∂ṗ set to 0 where ṗ < f; the box policy is the model's (inside the graph).
+4. Elastic trial (incremental): σ_tr = σ_n + C(T_end) Δε, s_tr its deviator,
+   q_tr = √(3/2 s_tr:s_tr). Yield check with σ_y(p_n, ṗ = 0, T_end): non-finite → STEP_CUT;
+   q_tr <= σ_y → elastic step: σ = σ_tr, tangent = C, pdot = 0, p and ε_p unchanged, the
+   out-of-box counter unchanged.
+5. Plastic: Newton on r(Δp) = q_tr − 3GΔp − σ_y(p_n + Δp, Δp/Δt, T_end), r' = −3G − H,
+   H = ∂σ_y/∂p + ∂σ_y/∂ṗ / Δt, in the bracket [a, b] = [0, q_tr/(3G)], starting at Δp = 0
+   (iteration 1 is the evaluation at Δp = 0, iteration k evaluates at the k-th iterate). Per
+   iteration: r or H not finite → STEP_CUT; |r| <= RTOL·q_tr → converged; else r > 0 → a = Δp,
+   r <= 0 → b = Δp; Newton candidate Δp − r/r'; if it is not strictly inside (a, b) take
+   (a + b)/2 instead. No convergence within MAX_ITER iterations → STEP_CUT (stress and state
+   unchanged, elastic tangent, PNEWDT = PNEWDT_CUT).
+6. Converged: θ = 1 − 3GΔp/q_tr, σ = σ_mean 1 + θ s_tr, Δε_p = (3/2)(Δp/q_tr) s_tr (engineering
+   shear: ×2 on 12, 13, 23), p += Δp, pdot = Δp/Δt, n_out_of_box += 1 if the evaluated point
+   (p_n + Δp, max(Δp/Δt, f), T_end, extras) is outside the training box (out-of-box test as
+   ``FlowNet.out_of_box``: the rate raised to the model's floor first); consistent tangent
+   C = K 1⊗1 + 2Gθ I_dev − 2G θ̄ n̂⊗n̂, n̂ = s_tr/|s_tr| (tensor norm), θ̄ = 1/(1 + H/(3G)) − (1 − θ),
+   H at the converged Δp; in Voigt form I_dev has 2/3, −1/3 on the normal block and 1/2 on the
+   shear diagonal, n̂⊗n̂ uses the plain (stress-like) components of n̂.
 """
 from __future__ import annotations
 
@@ -79,7 +99,7 @@ def elastic_stiffness(E, nu) -> np.ndarray:
 def temperature_end(temp, dtemp, temp_mode) -> np.ndarray:
     """Temperature at the end of the increment under the PROPS(3) convention."""
     temp, dtemp = np.asarray(temp, dtype=float), np.asarray(dtemp, dtype=float)
-    return np.where(np.asarray(temp_mode) == TEMP_MODE_CALCULIX, temp, temp + dtemp)
+    return np.where(np.rint(np.asarray(temp_mode, dtype=float)) == TEMP_MODE_CALCULIX, temp, temp + dtemp)
 
 
 def statev_table() -> str:

@@ -1,0 +1,124 @@
+"""The Abaqus UMAT interface in Python, for one integration point, built on
+:func:`fem_bridge.j2.integrate` (the generated Fortran UMAT implements the same thing).
+
+Arguments and meaning as in Abaqus (PROPS and STATEV layout in :mod:`fem_bridge.conventions`):
+``stress`` (NTENS,), ``statev`` (NSTATV,) and ``ddsdde`` (NTENS, NTENS) are numpy float arrays
+updated in place; ``sse``, ``spd``, ``scd`` are updated in place when given as 1-element float
+arrays (plain floats cannot be); ``rpl``, ``ddsddt``, ``drplde``, ``drpldt`` are zeroed when they
+are arrays. The function returns the new PNEWDT: the given one when the update succeeded,
+``min(pnewdt, PNEWDT_CUT)`` when it did not (bad input such as NaN, or no convergence) — the
+outputs are then finite wherever the inputs were (stress and state unchanged, elastic tangent).
+Only 3-D stress states are supported (NTENS = 6, NDI = NSHR = 3), as in the Fortran UMAT;
+CalculiX always calls with those.
+
+``DDSDDE[i, j] = ∂Δσ_i/∂Δε_j`` (row i = stress component), engineering shear strain.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from constitutive.errors import NeumatInputError
+
+from . import conventions as cv
+from .backends import as_backend
+from .j2 import Elasticity, integrate
+
+
+def _props_needed(flow) -> int:
+    return cv.N_FIXED_PROPS + int(flow.n_features) - 3
+
+
+def _end_temperature(temp, dtemp, temp_mode):
+    """T_end (°C) under the PROPS(3) convention; NaN (→ bad input) if any of them is not finite."""
+    if not (np.isfinite(temp) and np.isfinite(dtemp) and np.isfinite(temp_mode)):
+        return np.nan
+    return float(cv.temperature_end(temp, dtemp, temp_mode))
+
+
+def _energies(sse, spd, stress_new, dp, sigma_eq, E, nu):
+    """SSE: elastic strain energy density ½ σ:C⁻¹:σ at the end; SPD += σ_eq Δp (MJ/m³ = MPa)."""
+    if isinstance(spd, np.ndarray) and spd.size == 1:
+        spd.flat[0] += sigma_eq * dp
+    if isinstance(sse, np.ndarray) and sse.size == 1:
+        s = stress_new
+        ss = s[0] ** 2 + s[1] ** 2 + s[2] ** 2 + 2.0 * (1.0 + nu) * (s[3] ** 2 + s[4] ** 2 + s[5] ** 2)
+        sse.flat[0] = 0.5 / E * (ss - 2.0 * nu * (s[0] * s[1] + s[1] * s[2] + s[0] * s[2])) \
+            if np.isfinite(E) and E > 0 else sse.flat[0]
+
+
+def umat(stress, statev, ddsdde, sse, spd, scd, rpl, ddsddt, drplde, drpldt, stran, dstran, time,
+         dtime, temp, dtemp, predef, dpred, cmname, ndi, nshr, ntens, nstatv, props, nprops, coords,
+         drot, pnewdt, celent, dfgrd0, dfgrd1, noel, npt, layer, kspt, kstep, kinc, *, flow):
+    """One Abaqus UMAT call; ``flow`` is a flow-stress backend or a model path. Returns PNEWDT."""
+    flow = as_backend(flow)
+    if int(ntens) != cv.NTENS or int(ndi) != 3 or int(nshr) != 3:
+        raise NeumatInputError(f"NTENS={ntens}, NDI={ndi}, NSHR={nshr}: only 3-D solid elements "
+                               f"(NTENS = 6, NDI = NSHR = 3) are supported")
+    for name, arr, shape in (("STRESS", stress, (6,)), ("DDSDDE", ddsdde, (6, 6)), ("DSTRAN", dstran, (6,))):
+        if not isinstance(arr, np.ndarray) or arr.shape != shape:
+            raise NeumatInputError(f"{name} must be a numpy array of shape {shape}, got "
+                                   f"{getattr(arr, 'shape', type(arr).__name__)}")
+    if not isinstance(statev, np.ndarray) or statev.ndim != 1 or statev.size < int(nstatv):
+        raise NeumatInputError(f"STATEV must be a 1-D numpy array of at least NSTATV={nstatv} values")
+    if int(nstatv) < cv.NSTATV:
+        raise NeumatInputError(f"NSTATV={nstatv}: *DEPVAR must be at least {cv.NSTATV} "
+                               f"({', '.join(cv.STATEV)})")
+    need = _props_needed(flow)
+    props = np.asarray(props, dtype=float).ravel()
+    if int(nprops) < need or props.size < need:
+        names = list(cv.PROPS) + list(flow.feature_names[3:])
+        raise NeumatInputError(f"NPROPS={nprops}: *USER MATERIAL, CONSTANTS must be at least {need} "
+                               f"({', '.join(names)})")
+    pr = props[:need]
+    E, nu, temp_mode, floor = pr[cv.PROP_E], pr[cv.PROP_NU], pr[cv.PROP_TEMP_MODE], pr[cv.PROP_RATE_FLOOR]
+    t_end = _end_temperature(temp, dtemp, temp_mode)
+    ns = int(nstatv)
+    upd = integrate(flow, stress[None, :], statev[None, :ns], np.asarray(dstran, float)[None, :],
+                    dtime, t_end, Elasticity(E, nu), extras=pr[cv.N_FIXED_PROPS:] if need > cv.N_FIXED_PROPS else None,
+                    rate_floor=floor)
+    ok = upd.status[0] == cv.OK
+    p_old = statev[cv.SV_P]
+    ddsdde[...] = upd.ddsdde[0]
+    if ok:
+        stress[...] = upd.stress[0]
+        statev[:ns] = upd.statev[0]
+        dp = statev[cv.SV_P] - p_old
+        s = stress - np.r_[np.full(3, stress[:3].mean()), np.zeros(3)]
+        sigma_eq = float(np.sqrt(1.5 * (s[:3] @ s[:3] + 2.0 * s[3:] @ s[3:])))
+        _energies(sse, spd, stress, dp, sigma_eq, E, nu)
+    for a in (rpl, ddsddt, drplde, drpldt):
+        if isinstance(a, np.ndarray):
+            a[...] = 0.0
+    return float(pnewdt) if ok else min(float(pnewdt), cv.PNEWDT_CUT)
+
+
+class UmatMaterial:
+    """A material = flow model + PROPS, called like a UMAT for one point at a time.
+
+    ``props``: E (MPa), ν, temp_mode (0 Abaqus / 1 CalculiX), rate floor (1/s, <= 0: the
+    model's), then the model's extra features (see ``conventions.PROPS``)."""
+
+    def __init__(self, flow, props, nstatv: int = cv.NSTATV):
+        self.flow = as_backend(flow)
+        self.props = np.array(props, dtype=float).ravel()
+        self.nstatv = int(nstatv)
+        need = _props_needed(self.flow)
+        if self.props.size < need:
+            names = list(cv.PROPS) + list(self.flow.feature_names[3:])
+            raise NeumatInputError(f"props has {self.props.size} values; expected {need}: {', '.join(names)}")
+
+    def initial_state(self) -> np.ndarray:
+        return np.zeros(self.nstatv)
+
+    def call(self, stress, statev, stran, dstran, time=(0.0, 0.0), dtime=1.0, temp=20.0, dtemp=0.0,
+             kinc: int = 1, pnewdt: float = 1.0, noel: int = 1, npt: int = 1):
+        """→ (stress (6,), statev (NSTATV,), ddsdde (6, 6), pnewdt); the inputs are not modified."""
+        stress = np.array(stress, dtype=float, copy=True).reshape(-1)
+        statev = np.array(statev, dtype=float, copy=True).reshape(-1)
+        ddsdde = np.zeros((6, 6))
+        pn = umat(stress, statev, ddsdde, np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(6),
+                  np.zeros(6), np.zeros(1), np.asarray(stran, float), np.asarray(dstran, float),
+                  np.asarray(time, float), float(dtime), float(temp), float(dtemp), np.zeros(1), np.zeros(1),
+                  "NEUMAT", 3, 3, 6, self.nstatv, self.props, self.props.size, np.zeros(3), np.eye(3),
+                  float(pnewdt), 1.0, np.eye(3), np.eye(3), noel, npt, 1, 1, 1, kinc, flow=self.flow)
+        return stress, statev, ddsdde, pn

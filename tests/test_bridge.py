@@ -1,0 +1,368 @@
+"""Python FEM bridge: backends, J2 return mapping (tangent, yield condition, uniaxial path,
+bad input, batch isolation), the UMAT interface."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from constitutive.errors import NeumatInputError
+from export.onnx_export import export_onnx
+from fem_bridge import (Elasticity, FlowNetBackend, OnnxBackend, UmatMaterial, conventions as cv,
+                        integrate, load_backend, umat)
+from helpers import in_box_points, random_flownet
+
+ELASTIC_TABLE = Elasticity.table([1000.0, 1300.0], [120e3, 80e3], [0.30, 0.35])   # °C, MPa, –
+
+
+@pytest.fixture(scope="module")
+def net():
+    return random_flownet(seed=7, n_extras=1)
+
+
+@pytest.fixture(scope="module")
+def onnx_path(net, tmp_path_factory):
+    return export_onnx(net, tmp_path_factory.mktemp("bridge") / "model.onnx")
+
+
+@pytest.fixture(scope="module")
+def backend(onnx_path):
+    return OnnxBackend(onnx_path)
+
+
+def _states(n, seed, plastic_fraction=0.7):
+    """Random start states (stress inside or near the yield surface), increments, dt, T, extras."""
+    rng = np.random.default_rng(seed)
+    statev = np.zeros((n, cv.NSTATV))
+    statev[:, cv.SV_P] = 0.05 + 0.5 * rng.random(n)
+    statev[:, cv.SV_EPS_P] = 0.01 * rng.normal(size=(n, 6))
+    statev[:, cv.SV_NOUT] = rng.integers(0, 3, n)
+    stress = 20.0 * rng.normal(size=(n, 6))
+    scale = np.where(rng.random(n) < plastic_fraction, 2e-3, 1e-5)
+    dstran = scale[:, None] * rng.normal(size=(n, 6))
+    dt = 10 ** rng.uniform(-2, 0, n)                      # s
+    temp = 1070.0 + 160.0 * rng.random(n)                 # °C, inside the box
+    extras = rng.integers(0, 2, (n, 1)).astype(float)
+    return stress, statev, dstran, dt, temp, extras
+
+
+def _von_mises(s):
+    d = s.copy()
+    d[:, :3] -= s[:, :3].mean(axis=1, keepdims=True)
+    return np.sqrt(1.5 * (np.sum(d[:, :3] ** 2, axis=1) + 2.0 * np.sum(d[:, 3:] ** 2, axis=1)))
+
+
+# ---- backends --------------------------------------------------------------------------------
+
+def test_backends_agree_and_describe_the_model(net, backend):
+    ref = FlowNetBackend(net)
+    assert backend.feature_names == net.feature_names and backend.n_features == 4 and backend.n_extras == 1
+    assert np.array_equal(backend.box_lo, net.box_lo) and np.array_equal(backend.box_hi, net.box_hi)
+    assert backend.rate_floor == net.rate_floor and backend.box_policy == "clamp"
+    x = in_box_points(net, 500)
+    x[::7, 2] = 1400.0                                    # out of box
+    x[::11, 1] = 0.0                                      # below the floor (1e-4) and so below the box (1e-3)
+    s, g = backend.evaluate(x)
+    s_ref, g_ref = ref.evaluate(x)
+    assert np.allclose(s, s_ref, rtol=1e-12, atol=0) and np.allclose(g, g_ref, rtol=1e-10, atol=1e-12)
+    assert np.array_equal(backend.out_of_box(x), net.out_of_box(x))
+    expected = np.zeros(len(x), bool)
+    expected[::7] = expected[::11] = True
+    assert np.array_equal(backend.out_of_box(x), expected)
+    with pytest.raises(NeumatInputError, match=r"expected \(N, 4\)"):
+        backend.evaluate(x[:, :3])
+    assert load_backend(backend.path).n_features == 4
+
+
+def test_backend_bad_files(tmp_path, net):
+    with pytest.raises(NeumatInputError, match="not found"):
+        OnnxBackend(tmp_path / "missing.onnx")
+    junk = tmp_path / "junk.onnx"
+    junk.write_text("this is not a protobuf\n" * 10)
+    with pytest.raises(NeumatInputError, match="not an ONNX file"):
+        OnnxBackend(junk)
+    # a valid ONNX file with another signature
+    g = helper.make_graph([helper.make_node("Identity", ["a"], ["b"])], "other",
+                          [helper.make_tensor_value_info("a", TensorProto.FLOAT, ["N", 3])],
+                          [helper.make_tensor_value_info("b", TensorProto.FLOAT, ["N", 3])])
+    other = tmp_path / "other.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(other))
+    with pytest.raises(NeumatInputError, match="expected a neumat flow-stress model: input 'x'"):
+        OnnxBackend(other)
+    # right signature, no metadata
+    m = onnx.load(str(export_onnx(net, tmp_path / "ok.onnx")))
+    del m.metadata_props[:]
+    stripped = tmp_path / "stripped.onnx"
+    onnx.save(m, str(stripped))
+    with pytest.raises(NeumatInputError, match="metadata missing neumat.format"):
+        OnnxBackend(stripped)
+    with pytest.raises(NeumatInputError, match="unknown"):
+        load_backend(tmp_path / "ok.onnx", kind="tensorrt")
+    with pytest.raises(NeumatInputError, match="not found"):
+        UmatMaterial(tmp_path / "missing.onnx", [1e5, 0.3, 1, 0, 0])
+
+
+# ---- return mapping ----------------------------------------------------------------------------
+
+def test_tangent_matches_central_differences(backend):
+    stress, statev, dstran, dt, temp, ex = _states(300, seed=1)
+    upd = integrate(backend, stress, statev, dstran, dt, temp, ELASTIC_TABLE, ex)
+    assert np.all(upd.status == cv.OK)
+    plastic = upd.statev[:, cv.SV_P] > statev[:, cv.SV_P]
+    assert 150 < plastic.sum() < 290                      # both kinds are exercised
+    # keep points clear of the kinks: the elastic/plastic switch and the box edges in rate
+    rate = upd.statev[:, cv.SV_PDOT]
+    keep = ~plastic | ((rate > 1.2e-3) & (rate < 4.0))
+    h = 1e-6
+    D = np.empty((len(dt), 6, 6))
+    for j in range(6):
+        dp, dm = dstran.copy(), dstran.copy()
+        dp[:, j] += h
+        dm[:, j] -= h
+        up = integrate(backend, stress, statev, dp, dt, temp, ELASTIC_TABLE, ex)
+        um = integrate(backend, stress, statev, dm, dt, temp, ELASTIC_TABLE, ex)
+        keep &= (up.statev[:, cv.SV_P] > statev[:, cv.SV_P]) == plastic
+        keep &= (um.statev[:, cv.SV_P] > statev[:, cv.SV_P]) == plastic
+        D[:, :, j] = (up.stress - um.stress) / (2 * h)
+    assert keep.sum() > 250
+    err = np.max(np.abs(D - upd.ddsdde), axis=(1, 2)) / np.max(np.abs(upd.ddsdde), axis=(1, 2))
+    assert np.max(err[keep]) <= 1e-6
+    # the plastic tangent is not the elastic one (the test would not see a wrong H otherwise)
+    Ce = cv.elastic_stiffness(*ELASTIC_TABLE.at(temp))
+    assert np.all(np.max(np.abs(upd.ddsdde - Ce), axis=(1, 2))[plastic] > 1e-3 * np.max(np.abs(Ce)))
+    # symmetric (associative J2)
+    assert np.allclose(upd.ddsdde, np.swapaxes(upd.ddsdde, 1, 2), rtol=0, atol=1e-9 * np.max(np.abs(Ce)))
+
+
+def test_yield_condition_and_state_after_plastic_step(backend):
+    stress, statev, dstran, dt, temp, ex = _states(400, seed=2, plastic_fraction=1.0)
+    upd = integrate(backend, stress, statev, dstran, dt, temp, ELASTIC_TABLE, ex)
+    assert np.all(upd.status == cv.OK)
+    pl = upd.statev[:, cv.SV_P] > statev[:, cv.SV_P]
+    assert pl.sum() > 250
+    p, pdot = upd.statev[pl, cv.SV_P], upd.statev[pl, cv.SV_PDOT]
+    x = np.column_stack([p, np.maximum(pdot, backend.rate_floor), temp[pl], ex[pl]])
+    sy = backend.evaluate(x)[0]
+    assert np.all(np.abs(_von_mises(upd.stress[pl]) - sy) <= 1e-9 * sy)
+    dp = p - statev[pl, cv.SV_P]
+    assert np.allclose(pdot, dp / dt[pl], rtol=1e-14)
+    # plastic strain increment: deviatoric, equivalent value Δp (engineering shear halved)
+    deps = upd.statev[pl, cv.SV_EPS_P] - statev[pl, cv.SV_EPS_P]
+    assert np.allclose(deps[:, :3].sum(axis=1), 0.0, atol=1e-15)
+    eq = np.sqrt(2.0 / 3.0 * (np.sum(deps[:, :3] ** 2, axis=1) + 0.5 * np.sum(deps[:, 3:] ** 2, axis=1)))
+    assert np.allclose(eq, dp, rtol=1e-10)
+    # elastic points keep p and ε_p, report pdot = 0
+    el = ~pl
+    assert np.array_equal(upd.statev[el, cv.SV_EPS_P], statev[el, cv.SV_EPS_P])
+    assert np.all(upd.statev[el, cv.SV_PDOT] == 0.0)
+    # the counter grows by one where the converged point left the box (here: ṗ below 1e-3 1/s)
+    inc = upd.statev[:, cv.SV_NOUT] - statev[:, cv.SV_NOUT]
+    assert np.all(inc[el] == 0) and np.array_equal(inc[pl], backend.out_of_box(x).astype(float))
+    assert 0 < inc.sum() < pl.sum()
+
+
+def test_out_of_box_counter_and_rate_floor_override(backend):
+    stress, statev, dstran, dt, temp, ex = _states(50, seed=3, plastic_fraction=1.0)
+    dstran *= 5.0
+    hot = np.full(50, 1300.0)                              # above the box (1250 °C)
+    upd = integrate(backend, stress, statev, dstran, dt, hot, ELASTIC_TABLE, ex)
+    pl = upd.statev[:, cv.SV_P] > statev[:, cv.SV_P]
+    assert pl.sum() > 30
+    assert np.array_equal(upd.statev[:, cv.SV_NOUT], statev[:, cv.SV_NOUT] + pl)
+    # a rate floor of 2 1/s: every plastic point is evaluated at max(ṗ, 2)
+    upd = integrate(backend, stress, statev, dstran, dt, temp, ELASTIC_TABLE, ex, rate_floor=2.0)
+    pl = upd.statev[:, cv.SV_P] > statev[:, cv.SV_P]
+    x = np.column_stack([upd.statev[pl, cv.SV_P], np.maximum(upd.statev[pl, cv.SV_PDOT], 2.0), temp[pl], ex[pl]])
+    sy = backend.evaluate(x)[0]
+    assert np.all(np.abs(_von_mises(upd.stress[pl]) - sy) <= 1e-9 * sy)
+    assert np.any(upd.statev[pl, cv.SV_PDOT] < 2.0)
+
+
+def _uniaxial_path(flow, rate, temp, extras, strain=0.5, n_inc=100, elastic=Elasticity(1.0e5, 0.3)):
+    """Homogeneous uniaxial compression along 33 at constant true strain rate (1/s) and T (°C):
+    lateral stresses kept zero by Newton on the lateral strain increments with the tangent."""
+    dt = strain / rate / n_inc
+    stress, statev = np.zeros((1, 6)), np.zeros((1, cv.NSTATV))
+    rows, iters = [], []
+    for _ in range(n_inc):
+        d = np.zeros((1, 6))
+        d[0, 2] = -rate * dt
+        d[0, :2] = 0.3 * rate * dt                           # elastic-ish first guess
+        for it in range(20):
+            upd = integrate(flow, stress, statev, d, dt, temp, elastic, extras)
+            assert upd.status[0] == cv.OK
+            lat = upd.stress[0, :2]
+            if np.max(np.abs(lat)) <= 1e-10 * abs(upd.stress[0, 2]) + 1e-12:
+                break
+            d[0, :2] -= np.linalg.solve(upd.ddsdde[0, :2, :2], lat)
+        iters.append(it)
+        stress, statev = upd.stress, upd.statev
+        rows.append((statev[0, cv.SV_P], -stress[0, 2], statev[0, cv.SV_PDOT]))
+    return np.array(rows), np.array(iters)
+
+
+@pytest.mark.parametrize("rate,temp,extra", [(0.1, 1150.0, 0.0), (2.0, 1080.0, 1.0), (0.005, 1220.0, 1.0)])
+def test_uniaxial_compression_reproduces_flow_curve(backend, rate, temp, extra):
+    rows, iters = _uniaxial_path(backend, rate, temp, np.array([extra]))
+    p, sig, pdot = rows.T
+    assert p[-1] > 0.45
+    assert np.max(iters) <= 4                                # Newton with the consistent tangent
+    x = np.column_stack([p, np.full_like(p, rate), np.full_like(p, temp), np.full_like(p, extra)])
+    curve = backend.evaluate(x)[0]                           # the network's own σ(ε_p, ε̇, T)
+    assert np.all(p > 0)                                     # plastic from the first increment on
+    assert np.max(np.abs(sig / curve - 1.0)) <= 1e-3
+    # the plastic strain rate is the applied one but for the elastic share of the increment
+    assert np.allclose(pdot, rate, rtol=1e-3)
+
+
+def test_bad_points_do_not_spoil_neighbours(backend):
+    stress, statev, dstran, dt, temp, ex = _states(40, seed=4)
+    clean = integrate(backend, stress, statev, dstran, dt, temp, ELASTIC_TABLE, ex)
+    cases = {
+        "stress": lambda s, v, d, t, T, e: s.__setitem__((5, 1), np.nan),
+        "statev": lambda s, v, d, t, T, e: v.__setitem__((5, 0), np.inf),
+        "dstran": lambda s, v, d, t, T, e: d.__setitem__((5, 3), np.nan),
+        "dt0": lambda s, v, d, t, T, e: t.__setitem__(5, 0.0),
+        "dt<0": lambda s, v, d, t, T, e: t.__setitem__(5, -1e-3),
+        "dtnan": lambda s, v, d, t, T, e: t.__setitem__(5, np.nan),
+        "temperature": lambda s, v, d, t, T, e: T.__setitem__(5, -np.inf),
+        "extras": lambda s, v, d, t, T, e: e.__setitem__((5, 0), np.nan),
+    }
+    others = np.arange(40) != 5
+    for name, spoil in cases.items():
+        args = [a.copy() for a in (stress, statev, dstran, dt, temp, ex)]
+        spoil(*args)
+        upd = integrate(backend, args[0], args[1], args[2], args[3], args[4], ELASTIC_TABLE, args[5])
+        assert upd.status[5] == cv.BAD_INPUT, name
+        assert upd.pnewdt[5] == cv.PNEWDT_CUT and np.all(upd.pnewdt[others] == 1.0)
+        assert np.array_equal(upd.stress[5], args[0][5], equal_nan=True), name
+        assert np.array_equal(upd.statev[5], args[1][5], equal_nan=True), name
+        assert np.all(np.isfinite(upd.ddsdde[5])), name
+        for field in ("stress", "statev", "ddsdde", "status", "pnewdt"):
+            assert np.array_equal(getattr(upd, field)[others], getattr(clean, field)[others]), (name, field)
+    # unusable elastic constants: bad input, finite tangent
+    upd = integrate(backend, stress, statev, dstran, dt, temp, Elasticity(-1.0, 0.3), ex)
+    assert np.all(upd.status == cv.BAD_INPUT) and np.all(np.isfinite(upd.ddsdde))
+    upd = integrate(backend, stress, statev, dstran, dt, temp, Elasticity(1e5, 0.5), ex)
+    assert np.all(upd.status == cv.BAD_INPUT) and np.all(np.isfinite(upd.ddsdde))
+
+
+def test_no_convergence_requests_a_step_cut(backend, monkeypatch):
+    stress, statev, dstran, dt, temp, ex = _states(30, seed=5)
+    ref = integrate(backend, stress, statev, dstran, dt, temp, ELASTIC_TABLE, ex)
+    monkeypatch.setattr(cv, "MAX_ITER", 2)
+    upd = integrate(backend, stress, statev, dstran, dt, temp, ELASTIC_TABLE, ex)
+    cut = upd.status == cv.STEP_CUT
+    assert cut.sum() > 10 and np.all(ref.iterations[cut] > 2)
+    assert np.array_equal(upd.stress[cut], stress[cut]) and np.array_equal(upd.statev[cut], statev[cut])
+    assert np.all(upd.pnewdt[cut] == cv.PNEWDT_CUT)
+    Ce = cv.elastic_stiffness(*ELASTIC_TABLE.at(temp[cut]))
+    assert np.array_equal(upd.ddsdde[cut], Ce)
+    ok = ~cut
+    assert np.array_equal(upd.stress[ok], ref.stress[ok])
+
+
+def test_wrong_shapes_raise(backend):
+    stress, statev, dstran, dt, temp, ex = _states(4, seed=6)
+    E = ELASTIC_TABLE
+    with pytest.raises(NeumatInputError, match=r"stress has shape \(4, 5\)"):
+        integrate(backend, stress[:, :5], statev, dstran, dt, temp, E, ex)
+    with pytest.raises(NeumatInputError, match="statev has shape"):
+        integrate(backend, stress, statev[:, :5], dstran, dt, temp, E, ex)
+    with pytest.raises(NeumatInputError, match="dstran has shape"):
+        integrate(backend, stress, statev, dstran[:3], dt, temp, E, ex)
+    with pytest.raises(NeumatInputError, match="dt has shape"):
+        integrate(backend, stress, statev, dstran, np.ones(5), temp, E, ex)
+    with pytest.raises(NeumatInputError, match="temperature has shape"):
+        integrate(backend, stress, statev, dstran, dt, np.ones((4, 1)), E, ex)
+    with pytest.raises(NeumatInputError, match="extras has shape"):
+        integrate(backend, stress, statev, dstran, dt, temp, E, np.ones((4, 2)))
+    with pytest.raises(NeumatInputError, match="extra feature"):
+        integrate(backend, stress, statev, dstran, dt, temp, E)
+    with pytest.raises(NeumatInputError, match="Elasticity"):
+        integrate(backend, stress, statev, dstran, dt, temp, (1e5, 0.3), ex)
+    with pytest.raises(NeumatInputError, match="strictly increasing"):
+        Elasticity.table([1000, 900], [1e5, 9e4], 0.3)
+    # scalars broadcast: dt, temperature, extras of shape (n_extras,)
+    a = integrate(backend, stress, statev, dstran, 0.1, 1100.0, E, np.array([1.0]))
+    b = integrate(backend, stress, statev, dstran, np.full(4, 0.1), np.full(4, 1100.0), E, np.ones((4, 1)))
+    assert np.array_equal(a.stress, b.stress) and np.array_equal(a.ddsdde, b.ddsdde)
+
+
+def test_elastic_table_interpolates():
+    E, nu = ELASTIC_TABLE.at(np.array([900.0, 1000.0, 1150.0, 1400.0]))
+    assert np.allclose(E, [120e3, 120e3, 100e3, 80e3]) and np.allclose(nu, [0.30, 0.30, 0.325, 0.35])
+
+
+def test_onnx_and_numpy_backends_give_the_same_update(net, backend):
+    stress, statev, dstran, dt, temp, ex = _states(100, seed=8)
+    a = integrate(backend, stress, statev, dstran, dt, temp, ELASTIC_TABLE, ex)
+    b = integrate(FlowNetBackend(net), stress, statev, dstran, dt, temp, ELASTIC_TABLE, ex)
+    assert np.allclose(a.stress, b.stress, rtol=1e-12, atol=1e-9)
+    assert np.allclose(a.ddsdde, b.ddsdde, rtol=1e-9, atol=1e-6)
+    assert np.allclose(a.statev, b.statev, rtol=1e-11, atol=1e-15)
+
+
+# ---- UMAT interface -----------------------------------------------------------------------------
+
+def _props(temp_mode, extra=1.0, floor=0.0):
+    return [1.0e5, 0.3, temp_mode, floor, extra]
+
+
+def test_umat_matches_integrate_and_temperature_conventions(backend):
+    stress, statev, dstran, dt, temp, ex = _states(20, seed=9)
+    ex[:] = 1.0
+    ref = integrate(backend, stress, statev, dstran, dt, temp, Elasticity(1.0e5, 0.3), ex)
+    abq = UmatMaterial(backend, _props(cv.TEMP_MODE_ABAQUS))
+    ccx = UmatMaterial(backend, _props(cv.TEMP_MODE_CALCULIX))
+    for i in range(20):
+        # Abaqus: TEMP at the start, DTEMP the increment; CalculiX: TEMP at the end
+        r1 = abq.call(stress[i], statev[i], np.zeros(6), dstran[i], (0.0, 0.0), dt[i], temp[i] - 15.0, 15.0)
+        r2 = ccx.call(stress[i], statev[i], np.zeros(6), dstran[i], (0.0, 0.0), dt[i], temp[i], 99.0)
+        for r in (r1, r2):
+            assert np.array_equal(r[0], ref.stress[i]) or np.allclose(r[0], ref.stress[i], rtol=1e-14, atol=1e-12)
+            assert np.allclose(r[1], ref.statev[i], rtol=1e-14, atol=1e-16)
+            assert np.allclose(r[2], ref.ddsdde[i], rtol=1e-13, atol=1e-9)
+            assert r[3] == 1.0
+    # the raw Abaqus-style call updates in place and returns PNEWDT
+    s, v, dd = stress[0].copy(), statev[0].copy(), np.zeros((6, 6))
+    sse, spd, scd = np.zeros(1), np.zeros(1), np.zeros(1)
+    pn = umat(s, v, dd, sse, spd, scd, np.zeros(1), np.zeros(6), np.zeros(6), np.zeros(1), np.zeros(6),
+              dstran[0], np.zeros(2), dt[0], temp[0], 0.0, np.zeros(1), np.zeros(1), "MAT", 3, 3, 6,
+              cv.NSTATV, np.array(_props(0)), 5, np.zeros(3), np.eye(3), 1.5, 1.0, np.eye(3), np.eye(3),
+              1, 1, 1, 1, 1, 1, flow=backend)
+    assert pn == 1.5
+    assert np.allclose(s, ref.stress[0], rtol=1e-14, atol=1e-12) and np.allclose(dd, ref.ddsdde[0], rtol=1e-13, atol=1e-9)
+    if v[cv.SV_P] > statev[0, cv.SV_P]:
+        assert spd[0] > 0
+    assert sse[0] > 0
+
+
+def test_umat_bad_input_cuts_the_step_with_finite_outputs(backend):
+    mat = UmatMaterial(backend, _props(cv.TEMP_MODE_CALCULIX))
+    s0, v0 = np.array([50.0, -20.0, 0.0, 5.0, 0.0, 0.0]), np.zeros(cv.NSTATV)
+    d = np.array([-1e-3, 5e-4, 5e-4, 0.0, 0.0, 0.0])
+    for kwargs in (dict(temp=np.nan), dict(dtime=0.0), dict(dtime=-1.0), dict(dtemp=np.inf),
+                   dict(dstran=np.array([np.nan, 0, 0, 0, 0, 0]))):
+        call = dict(stress=s0, statev=v0, stran=np.zeros(6), dstran=d, time=(0.0, 0.0), dtime=0.01,
+                    temp=1100.0, dtemp=0.0)
+        call.update(kwargs)
+        s, v, dd, pn = mat.call(**call)
+        assert pn < 1.0, kwargs
+        assert np.all(np.isfinite(s)) and np.all(np.isfinite(v)) and np.all(np.isfinite(dd)), kwargs
+        assert np.array_equal(s, s0) and np.array_equal(v, v0)
+    bad_props = UmatMaterial(backend, [1e5, 0.3, np.nan, 0.0, 1.0])
+    assert bad_props.call(s0, v0, np.zeros(6), d, (0.0, 0.0), 0.01, 1100.0, 0.0)[3] < 1.0
+    s, v, dd, pn = UmatMaterial(backend, [np.nan, 0.3, 1, 0.0, 1.0]).call(s0, v0, np.zeros(6), d, (0, 0), 0.01, 1100.0, 0.0)
+    assert pn < 1.0 and np.all(np.isfinite(dd))
+    # configuration errors are errors
+    with pytest.raises(NeumatInputError, match="CONSTANTS|expected 5"):
+        UmatMaterial(backend, [1e5, 0.3, 1, 0.0])
+    with pytest.raises(NeumatInputError, match="NTENS"):
+        umat(np.zeros(4), np.zeros(9), np.zeros((4, 4)), 0, 0, 0, 0, None, None, 0, np.zeros(4), np.zeros(4),
+             np.zeros(2), 0.1, 1100.0, 0.0, None, None, "M", 3, 1, 4, 9, np.array(_props(1)), 5, None, None,
+             1.0, 1.0, None, None, 1, 1, 1, 1, 1, 1, flow=backend)
+    with pytest.raises(NeumatInputError, match="DEPVAR"):
+        mat_short = UmatMaterial(backend, _props(1), nstatv=5)
+        mat_short.call(s0, np.zeros(5), np.zeros(6), d, (0, 0), 0.01, 1100.0, 0.0)
