@@ -5,9 +5,11 @@ Arguments and meaning as in Abaqus (PROPS and STATEV layout in :mod:`fem_bridge.
 ``stress`` (NTENS,), ``statev`` (NSTATV,) and ``ddsdde`` (NTENS, NTENS) are numpy float arrays
 updated in place; ``sse``, ``spd``, ``scd`` are updated in place when given as 1-element float
 arrays (plain floats cannot be); ``rpl``, ``ddsddt``, ``drplde``, ``drpldt`` are zeroed when they
-are arrays. The function returns the new PNEWDT: the given one when the update succeeded,
-``min(pnewdt, PNEWDT_CUT)`` when it did not (bad input such as NaN, or no convergence) — the
-outputs are then finite wherever the inputs were (stress and state unchanged, elastic tangent).
+are arrays. The function returns the new PNEWDT: the given one when the update succeeded; when it did not
+(bad input such as NaN, or no convergence) the given one if it is already a request in
+(0, PNEWDT_CUT] (made by another point), else PNEWDT_CUT (CalculiX passes −1 for "no request",
+Abaqus a large value). The outputs are then finite wherever the inputs were (stress and state
+unchanged, elastic tangent).
 Only 3-D stress states are supported (NTENS = 6, NDI = NSHR = 3), as in the Fortran UMAT;
 CalculiX always calls with those.
 
@@ -89,7 +91,10 @@ def umat(stress, statev, ddsdde, sse, spd, scd, rpl, ddsddt, drplde, drpldt, str
     for a in (rpl, ddsddt, drplde, drpldt):
         if isinstance(a, np.ndarray):
             a[...] = 0.0
-    return float(pnewdt) if ok else min(float(pnewdt), cv.PNEWDT_CUT)
+    pnewdt = float(pnewdt)
+    if ok or 0.0 < pnewdt <= cv.PNEWDT_CUT:
+        return pnewdt
+    return cv.PNEWDT_CUT
 
 
 class UmatMaterial:

@@ -353,6 +353,12 @@ def test_umat_bad_input_cuts_the_step_with_finite_outputs(backend):
         assert pn < 1.0, kwargs
         assert np.all(np.isfinite(s)) and np.all(np.isfinite(v)) and np.all(np.isfinite(dd)), kwargs
         assert np.array_equal(s, s0) and np.array_equal(v, v0)
+    # PNEWDT: CalculiX passes -1 ("no request"), Abaqus a large value; a smaller request stays
+    call = (s0, v0, np.zeros(6), d, (0.0, 0.0), 0.01, np.nan, 0.0)
+    assert mat.call(*call, pnewdt=-1.0)[3] == cv.PNEWDT_CUT
+    assert mat.call(*call, pnewdt=1e36)[3] == cv.PNEWDT_CUT
+    assert mat.call(*call, pnewdt=0.25)[3] == 0.25
+    assert mat.call(s0, v0, np.zeros(6), d, (0.0, 0.0), 0.01, 1100.0, 0.0, pnewdt=-1.0)[3] == -1.0
     bad_props = UmatMaterial(backend, [1e5, 0.3, np.nan, 0.0, 1.0])
     assert bad_props.call(s0, v0, np.zeros(6), d, (0.0, 0.0), 0.01, 1100.0, 0.0)[3] < 1.0
     s, v, dd, pn = UmatMaterial(backend, [np.nan, 0.3, 1, 0.0, 1.0]).call(s0, v0, np.zeros(6), d, (0, 0), 0.01, 1100.0, 0.0)
