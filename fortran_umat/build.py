@@ -29,7 +29,7 @@ TEMPLATE = Path(__file__).with_name("templates") / "j2_umat.f90"
 # -fmax-stack-var-size), which threads calling the UMAT at once would then share and overwrite.
 # -fno-fast-math semantics are the default: IEEE results, NaN checks keep working.
 FFLAGS = ["-O3", "-fPIC", "-shared", "-frecursive", "-ffree-line-length-none"]
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 
 
 @dataclass
@@ -60,7 +60,7 @@ def umat_source(tr: Translation, info: dict, max_iter: int | None = None) -> str
     """The whole Fortran file: flow module, J2 module and the UMAT."""
     extras = info["feature_names"][3:]
     subs = {
-        "@@FLOWMOD@@": tr.module, "@@J2MOD@@": tr.module + "_j2",
+        "@@FLOWMOD@@": tr.module,
         "@@NSTATV@@": str(cv.NSTATV), "@@NFIXED@@": str(cv.N_FIXED_PROPS),
         "@@NPROPS@@": str(cv.N_FIXED_PROPS + len(extras)),
         "@@OK@@": str(cv.OK), "@@STEP_CUT@@": str(cv.STEP_CUT), "@@BAD_INPUT@@": str(cv.BAD_INPUT),
@@ -72,7 +72,12 @@ def umat_source(tr: Translation, info: dict, max_iter: int | None = None) -> str
     text = TEMPLATE.read_text()
     for k, v in subs.items():
         text = text.replace(k, v)
-    return tr.flow_source + "\n\n" + text
+    spec, rest = text.split("!@@CONTAINS\n")
+    contains, external = rest.split("!@@EXTERNAL\n")
+    spec = spec.replace("!@@SPEC\n", "")
+    return (tr.flow_source.replace("!@@J2_SPEC@@\n", spec)
+            .replace("!@@J2_CONTAINS@@\n", contains + "\n")
+            .replace("!@@J2_EXTERNAL@@\n", "\n" + external))
 
 
 def props_table(info: dict) -> list[tuple[int, str, str]]:

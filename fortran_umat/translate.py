@@ -798,6 +798,9 @@ def translate(path, module: str | None = None) -> tuple[Translation, dict]:
 ! Features (x columns, physical units): {', '.join(info['feature_names'])}
 ! Output: flow stress sigma (MPa) and d sigma / d x, with the model's input policy
 ! (rate floor {info['rate_floor']!r} 1/s, box policy '{info['box_policy']}') applied inside, as in the graph.
+! Thread safety: the module holds named constants (parameters) only; every procedure keeps its
+! data in arguments and locals. Build with -frecursive (or -fopenmp) so that gfortran keeps all
+! locals, large arrays included, on the stack instead of static memory.
 module {module}
   use, intrinsic :: iso_c_binding, only: c_double, c_int64_t
   use, intrinsic :: ieee_arithmetic, only: ieee_is_nan, ieee_is_finite
@@ -816,6 +819,7 @@ module {module}
 
   ! ---- weights and other constants of the graph ----
 {chr(10).join(tr.params)}
+!@@J2_SPEC@@
 
 contains
 
@@ -848,6 +852,8 @@ contains
       call neumat_flow(x(:, i), sigma(i), dsig(:, i))
     end do
   end subroutine neumat_flow_batch
+!@@J2_CONTAINS@@
 end module {module}
+!@@J2_EXTERNAL@@
 """
     return Translation(module, src, F, info["metadata"], sha, tr.op_counts), info

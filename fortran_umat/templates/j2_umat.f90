@@ -1,3 +1,4 @@
+!@@SPEC
 ! ---------------------------------------------------------------------------------------------
 ! J2 return mapping with the neural flow stress, and the Abaqus/CalculiX UMAT entry point.
 ! Same algorithm, PROPS and STATEV layout as the Python bridge (fem_bridge.conventions, j2).
@@ -9,12 +10,6 @@
 !        9 number of converged flow-stress evaluations with an input outside the training box
 ! Units: MPa, 1/s, degC, s.   Voigt order 11, 22, 33, 12, 13, 23; engineering shear strain.
 ! ---------------------------------------------------------------------------------------------
-module @@J2MOD@@
-  use, intrinsic :: iso_c_binding, only: c_double
-  use, intrinsic :: ieee_arithmetic, only: ieee_is_finite
-  use @@FLOWMOD@@
-  implicit none
-  private
   public :: nm_j2_update, NM_NSTATV, NM_NPROPS, NM_OK, NM_STEP_CUT, NM_BAD_INPUT, NM_PNEWDT_CUT
 
   integer, parameter :: NM_NSTATV = @@NSTATV@@
@@ -24,8 +19,7 @@ module @@J2MOD@@
   integer, parameter :: NM_MAX_ITER = @@MAX_ITER@@
   real(c_double), parameter :: NM_PNEWDT_CUT = @@PNEWDT_CUT@@
   integer, parameter :: NM_TEMP_MODE_CALCULIX = @@TEMP_MODE_CALCULIX@@
-
-contains
+!@@CONTAINS
 
   pure subroutine nm_elastic(E, nu, c)
     real(c_double), intent(in) :: E, nu
@@ -201,9 +195,7 @@ contains
       end do
     end if
   end subroutine nm_fallback_tangent
-end module @@J2MOD@@
-
-
+!@@EXTERNAL
 subroutine umat(stress, statev, ddsdde, sse, spd, scd, rpl, ddsddt, drplde, drpldt, &
                 stran, dstran, time, dtime, temp, dtemp, predef, dpred, cmname, ndi, nshr, &
                 ntens, nstatv, props, nprops, coords, drot, pnewdt, celent, dfgrd0, dfgrd1, &
@@ -211,7 +203,7 @@ subroutine umat(stress, statev, ddsdde, sse, spd, scd, rpl, ddsddt, drplde, drpl
   ! Abaqus UMAT argument list (gfortran exports it as umat_). Reentrant: no SAVEd data, all
   ! locals on the stack (built with -frecursive), so solvers may call it from many threads.
   use, intrinsic :: iso_c_binding, only: c_double
-  use @@J2MOD@@
+  use @@FLOWMOD@@
   implicit none
   integer, intent(in) :: ndi, nshr, ntens, nstatv, nprops, noel, npt, layer, kspt, jstep, kinc
   character(len=80), intent(in) :: cmname
