@@ -122,9 +122,13 @@ def compile_library(source: Path, library: Path, extra_flags: list[str] | None =
     library.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=library.name + ".", suffix=".tmp", dir=library.parent)
     os.close(fd)
-    with tempfile.TemporaryDirectory() as moddir:     # .mod files out of the user's folders
-        cmd = [_gfortran(), *FFLAGS, *(extra_flags or []), f"-J{moddir}", str(source), "-o", tmp]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+    # run in an empty folder that also receives the .mod files: gfortran reads a module's .mod
+    # back even within one file and searches the working folder first, where a stale file of the
+    # same name could sit
+    with tempfile.TemporaryDirectory() as moddir:
+        cmd = [_gfortran(), *FFLAGS, *(extra_flags or []), f"-J{moddir}",
+               str(Path(source).resolve()), "-o", str(Path(tmp).resolve())]
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=moddir)
     if proc.returncode != 0:
         os.unlink(tmp)
         raise RuntimeError(f"gfortran failed on {source}:\n{' '.join(cmd)}\n{proc.stderr[-4000:]}")

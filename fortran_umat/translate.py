@@ -471,7 +471,7 @@ class _Translator:
             "Softsign": f"({a} / (1.0d0 + abs({a})))", "Sign": f"nm_sign({a})", "Sin": f"sin({a})",
             "Cos": f"cos({a})", "Sinh": f"sinh({a})", "Cosh": f"cosh({a})", "Asinh": f"asinh({a})",
             "Floor": f"real(floor({a}), c_double)", "Ceil": f"real(ceiling({a}), c_double)",
-            "Relu": f"max({a}, 0.0d0)", "Not": f"(.not. {a})", "IsNaN": f"ieee_is_nan({a})",
+            "Relu": f"nm_max({a}, 0.0d0)", "Not": f"(.not. {a})", "IsNaN": f"ieee_is_nan({a})",
             "Erf": f"erf({a})",
         }
         if op in unary:
@@ -495,7 +495,10 @@ class _Translator:
             else:
                 expr = f"({a} {sym[op]} {b})"
         elif op in ("Max", "Min"):
-            expr = f"{op.lower()}({', '.join(args)})" if len(args) > 1 else f"({a})"
+            fn = "nm_max" if op == "Max" else "nm_min"        # NaN-propagating, as onnxruntime
+            expr = args[0]
+            for b in args[1:]:
+                expr = f"{fn}({expr}, {b})"
         elif op in ("Sum", "Mean"):
             expr = "(" + " + ".join(args) + ")"
             if op == "Mean":
@@ -507,9 +510,9 @@ class _Translator:
             hi = args[2] if len(args) > 2 and args[2] else (r(at["max"]) if "max" in at else None)
             expr = a
             if lo is not None:
-                expr = f"max({expr}, {lo})"
+                expr = f"nm_max({expr}, {lo})"
             if hi is not None:
-                expr = f"min({expr}, {hi})"
+                expr = f"nm_min({expr}, {hi})"
         elif op == "Cast":
             src = self._dtype(node.input[0])
             dst = out.dtype
@@ -652,6 +655,25 @@ class _Translator:
 # ----------------------------------------------------------------------------------------------
 
 _HELPERS = """\
+  elemental real(c_double) function nm_max(a, b)
+    ! max with NaN propagation (Fortran's MAX may return the non-NaN argument)
+    real(c_double), intent(in) :: a, b
+    if (ieee_is_nan(a) .or. ieee_is_nan(b)) then
+      nm_max = a + b
+    else
+      nm_max = max(a, b)
+    end if
+  end function nm_max
+
+  elemental real(c_double) function nm_min(a, b)
+    real(c_double), intent(in) :: a, b
+    if (ieee_is_nan(a) .or. ieee_is_nan(b)) then
+      nm_min = a + b
+    else
+      nm_min = min(a, b)
+    end if
+  end function nm_min
+
   elemental real(c_double) function nm_sigmoid(x)
     real(c_double), intent(in) :: x
     real(c_double) :: e
@@ -665,7 +687,7 @@ _HELPERS = """\
 
   elemental real(c_double) function nm_softplus(x)
     real(c_double), intent(in) :: x
-    nm_softplus = max(x, 0.0d0) + nm_log1p(exp(-abs(x)))
+    nm_softplus = nm_max(x, 0.0d0) + nm_log1p(exp(-abs(x)))
   end function nm_softplus
 
   elemental real(c_double) function nm_elu(x, alpha)

@@ -98,6 +98,25 @@ def test_flow_matches_onnxruntime(name, models, cache):
     np.testing.assert_array_equal(comp.out_of_box(x), ref.out_of_box(x))
 
 
+def test_flow_nan_and_inf_rows_as_onnxruntime(models, cache):
+    """A NaN input gives NaN in its row only (as onnxruntime: Max/Min propagate NaN); ±inf
+    inputs are clamped to the box."""
+    from fem_bridge.backends import OnnxBackend
+    from fortran_umat.compiled import CompiledBackend
+    _, path = models["softplus-1extra"]
+    x = np.tile([0.2, 0.1, 1150.0, 1.0], (10, 1))
+    for i in range(4):
+        x[i, i] = np.nan
+    x[4, 0], x[5, 1], x[6, 2], x[7, 2] = np.inf, -np.inf, np.inf, -np.inf
+    s, d = CompiledBackend(path).evaluate(x)
+    rs, rd = OnnxBackend(path).evaluate(x)
+    np.testing.assert_array_equal(np.isnan(s), np.isnan(rs))
+    np.testing.assert_array_equal(np.isnan(d), np.isnan(rd))
+    assert np.isnan(s[:4]).all() and np.isfinite(s[4:]).all()
+    np.testing.assert_allclose(s[4:], rs[4:], rtol=1e-12, atol=0)
+    np.testing.assert_allclose(d[4:], rd[4:], rtol=1e-12, atol=1e-12 * np.abs(rd[4:]).max())
+
+
 def test_compiled_backend_rejects_bad_shapes(models, cache):
     from fortran_umat.compiled import CompiledBackend
     comp = CompiledBackend(models["elu-residual"][1])
