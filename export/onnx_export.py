@@ -364,12 +364,14 @@ def build_model(net: FlowNet, opset: int = DEFAULT_OPSET, source: str | None = N
     g.op("Reshape", sigma, g.ints([-1]), out=OUTPUT_SIGMA)
     g.op("Mul", grad, mask, out=OUTPUT_GRAD)
 
+    used = {i for n in g.nodes for i in n.input}
+    inits = [t for t in g.inits if t.name in used]          # drop constants no op ended up using
     graph = helper.make_graph(
         g.nodes, "neumat_flow_stress",
         [helper.make_tensor_value_info(INPUT_NAME, TensorProto.DOUBLE, ["N", f])],
         [helper.make_tensor_value_info(OUTPUT_SIGMA, TensorProto.DOUBLE, ["N"]),
          helper.make_tensor_value_info(OUTPUT_GRAD, TensorProto.DOUBLE, ["N", f])],
-        initializer=g.inits)
+        initializer=inits)
     model = helper.make_model(graph, producer_name="neumat", producer_version=ONNX_FORMAT,
                               opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = min(model.ir_version, 9)      # readable by onnxruntime >= 1.17

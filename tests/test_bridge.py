@@ -305,6 +305,30 @@ def test_onnx_and_numpy_backends_give_the_same_update(net, backend):
     assert np.allclose(a.statev, b.statev, rtol=1e-11, atol=1e-15)
 
 
+# degree-9 strain polynomials with coefficients up to 3e10, as a quick training run fitted them:
+# σ_A carries ~1e-12 relative rounding noise, which a too tight Newton tolerance cannot beat
+ILL_CONDITIONED_ARRHENIUS = dict(
+    alpha=[0.002056514171, 0.0198746094, -0.5499741384, 5.663417795, -30.66650208, 96.67370671, -181.8570966, 198.8211959, -114.546804, 26.08806269],
+    n=[26.92561811, -565.384705, 11657.54697, -114744.0167, 628319.3485, -2059592.251, 4129448.533, -4953114.866, 3257623.223, -901640.908],
+    Q=[203498.6631, -3898976.397, 77667428.78, -740833777.8, 3993489163, -1.298982244e+10, 2.596818221e+10, -3.116810582e+10, 2.057824948e+10, -5736254539],
+    lnA=[37.5448604, -1167.93035, 23048.41153, -219365.5498, 1178276.566, -3809815.758, 7546791.458, -8941530.216, 5802095.597, -1581316.432],
+    strain_min=0.01, strain_max=0.693)
+
+
+def test_converges_with_a_noisy_flow_stress():
+    net = random_flownet(seed=7, n_extras=1, base=dict(mode="multiplicative", arrhenius=ILL_CONDITIONED_ARRHENIUS))
+    net.output = dict(kind="affine", scale=0.05, shift=0.0)
+    flow = FlowNetBackend(net)
+    rng = np.random.default_rng(11)
+    n = 2000
+    statev = np.zeros((n, cv.NSTATV))
+    statev[:, cv.SV_P] = 0.05 + 0.6 * rng.random(n)
+    dstran = 3e-3 * rng.normal(size=(n, 6))
+    temp, dt = 1060.0 + 180.0 * rng.random(n), 10 ** rng.uniform(-3, 0, n)
+    upd = integrate(flow, np.zeros((n, 6)), statev, dstran, dt, temp, Elasticity(1e5, 0.3), np.ones(1))
+    assert np.all(upd.status == cv.OK) and np.mean(upd.iterations) < 8
+
+
 # ---- UMAT interface -----------------------------------------------------------------------------
 
 def _props(temp_mode, extra=1.0, floor=0.0):

@@ -53,7 +53,9 @@ def test_checker_ops_and_metadata(exported, tmp_path):
     used = {n.op_type for n in model.graph.node}
     assert used <= set(EMITTED_OPS), used - set(EMITTED_OPS)
     assert not any(n.op_type in ("Elu", "Expm1", "Einsum", "Gemm") for n in model.graph.node)
+    used_names = {i for n in model.graph.node for i in n.input}
     for t in model.graph.initializer:
+        assert t.name in used_names
         assert t.data_type in (onnx.TensorProto.DOUBLE, onnx.TensorProto.INT64)
     props = {p.key: p.value for p in model.metadata_props}
     assert set(METADATA_KEYS.values()) <= set(props)
