@@ -26,9 +26,12 @@ def time_call(fn: Callable[[], object], repeats: int, target_s: float, max_total
     t0 = time.perf_counter()
     fn()                                   # warm-up (first-call set-up, caches, page faults)
     first = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    fn()
-    single = max(time.perf_counter() - t0, 1e-9)
+    if first > target_s:                   # slow call: the warm-up already tells its size
+        single = first
+    else:
+        t0 = time.perf_counter()
+        fn()
+        single = max(time.perf_counter() - t0, 1e-9)
     inner = max(1, int(target_s / single))
     # fewer samples when one sample is long, never fewer than 3
     repeats = max(3, min(repeats, int(max_total_s / max(single * inner, 1e-9))))
