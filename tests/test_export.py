@@ -31,8 +31,26 @@ CASES = {
     "hybrid-add-extras": dict(activation="tanh", n_extras=1, base=dict(mode="additive", arrhenius=ARRHENIUS)),
     "hybrid-series": dict(activation="softplus", base=dict(mode="multiplicative", arrhenius=ARRHENIUS_SMALL_X)),
     "extrapolate": dict(activation="elu", n_extras=1, box_policy="extrapolate"),
+    "lnz-invkelvin": dict(activation="tanh", n_extras=1, columns="lnz"),
 }
+
+
+def _make_net(seed, columns=None, **kw):
+    net = random_flownet(seed=seed, **kw)
+    if columns == "lnz":       # Zener–Hollomon and 1/T columns, one with a power transform
+        net.columns[1] = dict(kind="ln_z", rate=1, temp=2, Q=3.5e5, power=None, shift=25.0, scale=10.0)
+        net.columns[2] = dict(kind="inv_kelvin", feature=2, power=dict(gamma=0.0, beta=0.5),
+                              shift=-1.95, scale=0.02)
+    return net
 SMOOTH = [k for k in CASES if CASES[k]["activation"] not in ("relu", "leaky_relu")]
+
+
+@pytest.mark.parametrize("opset", [18, 20])
+def test_later_opsets(tmp_path, opset):
+    net = random_flownet(seed=2, n_extras=1, base=dict(mode="additive", arrhenius=ARRHENIUS))
+    b = OnnxBackend(export_onnx(net, tmp_path / "m.onnx", opset=opset))
+    x = in_box_points(net, 200)
+    assert np.allclose(b.evaluate(x)[0], net(x), rtol=1e-12, atol=0)
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +58,7 @@ def exported(tmp_path_factory):
     d = tmp_path_factory.mktemp("onnx")
     out = {}
     for i, (name, kw) in enumerate(CASES.items()):
-        net = random_flownet(seed=10 + i, **kw)
+        net = _make_net(10 + i, **kw)
         out[name] = (net, OnnxBackend(export_onnx(net, d / f"{name}.onnx")))
     return out
 
