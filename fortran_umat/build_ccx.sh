@@ -52,6 +52,7 @@ fi
 rm -rf "$CACHE_ROOT"/.ccx-build.*/ 2>/dev/null || true   # leftovers of an interrupted run
 WORK="$(mktemp -d "$CACHE_ROOT/.ccx-build.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
+trap 'exit 130' INT TERM
 t0=$(date +%s)
 echo "build_ccx.sh: building CalculiX ccx $VER in $WORK (a few minutes on 2 cores)" >&2
 
