@@ -391,6 +391,23 @@ def parse_iterations(stdout: str) -> list[tuple[int, int, int, bool]]:
     return [tuple(r) for r in out]
 
 
+_CORR = re.compile(r"^\s*largest correction to disp=\s*(\S+)")
+
+
+def parse_corrections(stdout: str) -> list[list[float]]:
+    """Largest displacement correction of every Newton iteration (mm), one list per attempt, from
+    ccx's stdout — the convergence history (quadratic for a consistent tangent)."""
+    out: list[list[float]] = []
+    for line in stdout.splitlines():
+        if _INC.match(line):
+            out.append([])
+            continue
+        m = _CORR.match(line)
+        if m and out:
+            out[-1].append(float(m.group(1)))
+    return out
+
+
 def parse_sta(path: str | Path) -> list[tuple[int, int, int, float]]:
     """(increment, attempts, iterations, step time) per converged increment from ccx's ``.sta``."""
     rows = []

@@ -210,6 +210,11 @@ def test_umat_needs_no_more_newton_iterations_than_plastic(umat_run, plastic_run
     assert np.all(it_u[1:] <= it_p[1:])
     assert it_u[0] <= it_p[0] + 1
     assert it_u.max() <= 3
+    # quadratic convergence where a third iteration was needed: the last displacement
+    # correction is tiny against the one before
+    for c in cx.parse_corrections(umat_run[1].stdout):
+        if len(c) >= 3:
+            assert c[-1] <= 1e-3 * c[-2], f"displacement corrections {c}"
 
 
 def test_umat_in_ccx_two_threads_same_answer(ccx_exe, model, umat_run, tmp_path):
