@@ -628,7 +628,7 @@ def add_arguments(p) -> None:
         "Units: °C, 1/s, MPa, mm.")
     p.add_argument("--model", required=True, help="exported model (.onnx)")
     p.add_argument("--temperature", type=float, required=True, help="test temperature, °C")
-    p.add_argument("--strain-rate", type=float, required=True, help="true strain rate, 1/s (> 0)")
+    p.add_argument("--strain-rate", type=float, required=True, help="true strain rate, 1/s (> 0): rate of the strain the material sees (small strain; logarithmic with --nlgeom)")
     p.add_argument("--strain", type=float, default=0.5, help="final true strain (default 0.5)")
     p.add_argument("--increments", type=int, default=25, help="equal increments (default 25)")
     p.add_argument("--threads", type=int, default=1, help="ccx threads (OMP_NUM_THREADS, CCX_NPROC_*)")
