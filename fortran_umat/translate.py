@@ -266,6 +266,7 @@ def _wrap_list(items: list[str], indent: str = "      ", per_line: int = 4) -> s
     return (", &\n" + indent).join(lines)
 
 
+BLOCK = 32       # points per block of the batch kernel
 CHUNK = 800      # values per parameter chunk: at 4 a line, 200 continuation lines (< 255, F2008)
 
 
@@ -329,14 +330,44 @@ class _Translator:
         self.n_par = 0
         self.param_cache: dict = {}
         self.op_counts: dict[str, int] = {}
+        # storage reuse: a local array whose tensor (and all its aliases) is no longer read
+        # is given to a later tensor of the same size and type
+        self.last_use: dict[str, float] = {}
+        self.slot_last: dict[str, float] = {}      # Fortran array name -> last node reading it
+        self.free: dict[tuple, list[str]] = {}
+        self.var_key: dict[str, tuple] = {}
+        self.node_index = 0
 
     # -- naming and declarations -------------------------------------------------------------
-    def new_var(self, size: int, dtype, comment: str = "") -> _Var:
-        self.n_tmp += 1
-        name = f"t{self.n_tmp}"
-        ftype = "logical" if dtype == np.bool_ else "real(c_double)"
-        self.decls.append(f"    {ftype} :: {name}({size})" + (f"   ! {comment}" if comment else ""))
-        return _Var(name, size, dtype)
+    # Every input-dependent tensor is a local array t<K>(nb, size): nb points of a block first
+    # (so element-wise code vectorises across points), then the tensor's elements in row-major
+    # order. The same body serves nb = 1 (one point, the UMAT) and nb = NM_BLOCK (the batch).
+    def new_var(self, size: int, dtype, comment: str, tname: str) -> _Var:
+        key = (int(size), np.dtype(dtype).str)
+        if self.free.get(key):
+            name = self.free[key].pop()
+        else:
+            self.n_tmp += 1
+            name = f"t{self.n_tmp}"
+            ftype = "logical" if dtype == np.bool_ else "real(c_double)"
+            self.decls.append(f"    {ftype} :: {name}(nb, {size})")
+            self.var_key[name] = key
+        self.slot_last[name] = self.last_use.get(tname, self.node_index)
+        v = _Var(name, size, dtype)
+        self.dyn[tname] = v
+        return v
+
+    def alias(self, tname: str, var: _Var):
+        """``tname`` has exactly the data of ``var``: no copy, the storage lives as long as both."""
+        self.dyn[tname] = var
+        if var.name in self.slot_last:
+            self.slot_last[var.name] = max(self.slot_last[var.name], self.last_use.get(tname, self.node_index))
+
+    def release_dead(self):
+        for name, last in list(self.slot_last.items()):
+            if last < self.node_index:
+                del self.slot_last[name]
+                self.free.setdefault(self.var_key[name], []).append(name)
 
     def new_param(self, values: np.ndarray, dims: tuple[int, ...] | None = None, kind: str = "real") -> str:
         """A parameter array with the values in Fortran (column-major) order of ``dims``."""
@@ -371,31 +402,46 @@ class _Translator:
         self.params.append(f"  {ftype}, parameter :: {name}({shape}) = &\n      {init}")
         return name
 
+    def emit(self, line: str):
+        self.body.append("    " + line)
+
+    def loop(self, n: int, stmt):
+        """``stmt(j)`` for j = 1..n, as a do loop over the index variable j (or once)."""
+        if n == 1:
+            self.emit(stmt("1"))
+        else:
+            self.emit(f"do j = 1, {n}")
+            self.emit("  " + stmt("j"))
+            self.emit("end do")
+
     # -- operand access with broadcasting ------------------------------------------------------
-    def operand(self, tname: str, out_shape: tuple, as_real: bool = False) -> str:
-        """A Fortran expression giving tensor ``tname`` broadcast to ``out_shape`` (flat)."""
+    def operand(self, tname: str, out_shape: tuple, as_real: bool = False):
+        """A function j -> Fortran expression of tensor ``tname`` broadcast to ``out_shape``,
+        at output element j (1-based), for all points of the block."""
         out_size = int(np.prod(out_shape, dtype=np.int64))
         if tname in self.const:
             v = self.const[tname]
             if as_real and v.dtype != np.bool_:
                 v = v.astype(np.float64)
             dtype = np.bool_ if v.dtype == np.bool_ else np.float64
-            if v.size == 1:
-                return f_literal(v.ravel()[0], dtype)
             full = np.broadcast_to(v, out_shape)
-            if np.all(full == full.ravel()[0]) and not np.isnan(full.ravel()[0] if dtype != np.bool_ else 0):
-                return f_literal(full.ravel()[0], dtype)
-            return self.new_param(full.astype(dtype), kind="logical" if dtype == np.bool_ else "real")
+            first = full.ravel()[0] if full.size else 0
+            if v.size == 1 or (np.all(full == first) and not (dtype != np.bool_ and np.isnan(first))):
+                lit = f_literal(first, dtype)
+                return lambda j: lit
+            par = self.new_param(full.astype(dtype), kind="logical" if dtype == np.bool_ else "real")
+            return lambda j: f"{par}({j})"
         var = self.dyn[tname]
         shape = self.sample[tname].shape
         if var.size == 1:
-            return f"{var.name}(1)"
+            return lambda j: f"{var.name}(:, 1)"
         idx = np.broadcast_to(np.arange(var.size).reshape(shape), out_shape).ravel()
         if idx.size == var.size and np.array_equal(idx, np.arange(var.size)):
-            return var.name
+            return lambda j: f"{var.name}(:, {j})"
         if idx.size != out_size:
             raise AssertionError("broadcast size mismatch")
-        return f"{var.name}({self.new_param(idx + 1, kind='int')})"
+        par = self.new_param(idx + 1, kind="int")
+        return lambda j: f"{var.name}(:, {par}({j}))"
 
     # -- main loop ---------------------------------------------------------------------------
     def run(self):
@@ -411,7 +457,14 @@ class _Translator:
             raise NeumatInputError(f"graph input '{xin.name}' is not float64 (double)")
         self.dyn[xin.name] = _Var("x", self.sample_x.size, np.float64)
         self.sample[xin.name] = self.sample_x
-        for node in g.node:
+        for i, node in enumerate(g.node):
+            for nm in node.input:
+                self.last_use[nm] = i
+        for o in g.output:
+            self.last_use[o.name] = float("inf")
+        for i, node in enumerate(g.node):
+            self.node_index = i
+            self.release_dead()
             self.node(node)
         return self
 
@@ -461,7 +514,12 @@ class _Translator:
         op, at = node.op_type, _attrs(node)
         shape = out.shape
         real_in = op not in ("Where", "Not", "And", "Or", "Xor", "Cast")
-        args = [self.operand(nm, shape, as_real=real_in) if nm else None for nm in node.input]
+        fns = [self.operand(nm, shape, as_real=real_in) if nm else None for nm in node.input]
+        v = self.new_var(out.size, out.dtype, f"{node.op_type} {tuple(shape)}", node.output[0])
+        self.loop(out.size, lambda j: f"{v.name}(:, {j}) = " + self._ew_expr(
+            node, op, at, out, [f(j) if f else None for f in fns]))
+
+    def _ew_expr(self, node, op, at, out, args) -> str:
         a = args[0]
         r = lambda v: f_literal(v, np.float64)
         unary = {
@@ -524,9 +582,7 @@ class _Translator:
                 raise _refuse(node, f"Cast to {dst}")
         else:
             raise _refuse(node)
-        v = self.new_var(out.size, out.dtype, f"{node.op_type} {tuple(shape)}")
-        self.dyn[node.output[0]] = v
-        self.body.append(f"    {v.name} = {expr}")
+        return expr
 
     def _dtype(self, tname):
         if tname in self.const:
@@ -534,20 +590,18 @@ class _Translator:
         return self.dyn[tname].dtype
 
     # -- matrix products -----------------------------------------------------------------------
-    def _mat_operand(self, tname, rows: int, cols: int, trans: bool, vector_ok: bool) -> tuple[str, bool]:
-        """Fortran (cols, rows) array for the row-major matrix op(T) of shape (rows, cols);
-        with ``vector_ok`` and rows == 1 the flat vector itself. Returns (expression, is_vector)."""
+    def _mat_element(self, tname, rows: int, cols: int, trans: bool):
+        """A function (r, c) -> Fortran expression of element (r, c) (0-based, may be Fortran
+        expressions) of the row-major matrix op(T), shape (rows, cols), for all block points."""
         if tname in self.const:
             m = np.asarray(self.const[tname], dtype=np.float64)
             m = m.reshape(cols, rows).T if trans else m.reshape(rows, cols)
-            # row-major (rows, cols) memory = Fortran (cols, rows) column-major
-            return self.new_param(m.ravel(order="C"), dims=(cols, rows)), False
+            par = self.new_param(m.ravel(order="C"), dims=(cols, rows))   # par(c+1, r+1) = op(T)[r, c]
+            return lambda r, c: f"{par}({c} + 1, {r} + 1)"
         name = self.dyn[tname].name
-        if vector_ok and rows == 1:
-            return name, True          # a (1, cols) or (cols, 1) matrix: same flat data
-        if trans:
-            return f"transpose(reshape({name}, [{rows}, {cols}]))", False
-        return f"reshape({name}, [{cols}, {rows}])", False
+        if trans:                                # stored (cols, rows) row-major
+            return lambda r, c: f"{name}(:, {c} * {rows} + {r} + 1)"
+        return lambda r, c: f"{name}(:, {r} * {cols} + {c} + 1)"
 
     def matmul(self, node, out: np.ndarray):
         at = _attrs(node)
@@ -560,23 +614,34 @@ class _Translator:
         b2 = B.reshape(-1, 1) if B.ndim == 1 else B
         M, K = (a2.shape[1], a2.shape[0]) if ta else a2.shape
         N = b2.shape[0] if tb else b2.shape[1]
-        # row-major C(M, N) = A(M, K) B(K, N)  <=>  Fortran C_F(N, M) = matmul(B_F(N, K), A_F(K, M)),
-        # X_F being the row-major X seen with its dimensions reversed (same memory)
-        aexp, avec = self._mat_operand(node.input[0], M, K, ta, vector_ok=True)
-        bexp, _ = self._mat_operand(node.input[1], K, N, tb, vector_ok=False)
-        prod = f"matmul({bexp}, {aexp})"
-        if not avec:
-            prod = f"reshape({prod}, [{M * N}])"
-        v = self.new_var(out.size, np.float64, f"{node.op_type} {tuple(out.shape)}")
-        self.dyn[node.output[0]] = v
+        ea = self._mat_element(node.input[0], M, K, ta)
+        eb = self._mat_element(node.input[1], K, N, tb)
+        v = self.new_var(out.size, np.float64, f"{node.op_type} {tuple(out.shape)}", node.output[0])
+        # C[m, n] = sum_k A[m, k] B[k, n], summed in k order; vectorised over the block's points
+        mv = "m" if M > 1 else "0"
+        if M > 1:
+            self.emit(f"do m = 0, {M - 1}")
+        self.emit(f"  do n = 0, {N - 1}")
+        self.emit(f"    {v.name}(:, {mv} * {N} + n + 1) = 0.0d0")
+        self.emit(f"    do k = 0, {K - 1}")
+        self.emit(f"      {v.name}(:, {mv} * {N} + n + 1) = {v.name}(:, {mv} * {N} + n + 1) + {eb('k', 'n')} * {ea(mv, 'k')}")
+        self.emit("    end do")
+        self.emit("  end do")
+        if M > 1:
+            self.emit("end do")
         if node.op_type == "Gemm":
             alpha, beta = at.get("alpha", 1.0), at.get("beta", 1.0)
-            if alpha != 1.0:
-                prod = f"{f_real(alpha)} * {prod}"
-            if len(node.input) > 2 and node.input[2]:
-                c = self.operand(node.input[2], out.shape, as_real=True)
-                prod = f"{prod} + {c}" if beta == 1.0 else f"{prod} + {f_real(beta)} * {c}"
-        self.body.append(f"    {v.name} = {prod}")
+            cfn = self.operand(node.input[2], out.shape, as_real=True) if len(node.input) > 2 and node.input[2] else None
+            if alpha != 1.0 or cfn is not None:
+                def stmt(j):
+                    e = f"{v.name}(:, {j})"
+                    if alpha != 1.0:
+                        e = f"{f_literal(alpha, np.float64)} * {e}"
+                    if cfn is not None:
+                        c = cfn(j)
+                        e = f"{e} + {c}" if beta == 1.0 else f"{e} + {f_literal(beta, np.float64)} * {c}"
+                    return f"{v.name}(:, {j}) = {e}"
+                self.loop(out.size, stmt)
 
     # -- data movement -------------------------------------------------------------------------
     def data_movement(self, node, ins):
@@ -597,9 +662,14 @@ class _Translator:
         for oname, code in zip(node.output, outs):
             code = np.asarray(code).ravel()
             sample = self.sample[oname]
-            v = self.new_var(sample.size, sample.dtype, f"{op} {tuple(sample.shape)}")
-            self.dyn[oname] = v
             js, ks = code >> 40, code & ((1 << 40) - 1)
+            src0 = srcs[int(js[0])] if code.size else None
+            if (src0 is not None and src0 not in self.const and np.all(js == js[0])
+                    and code.size == self.dyn[src0].size and np.array_equal(ks, np.arange(code.size))):
+                self.alias(oname, self.dyn[src0])          # Reshape/Identity/...: same data
+                self.emit(f"! {oname} is {self.dyn[src0].name} (same data)")
+                continue
+            v = self.new_var(sample.size, sample.dtype, f"{op} {tuple(sample.shape)}", oname)
             # runs of consecutive outputs coming from consecutive elements of one source
             i = 0
             while i < code.size:
@@ -611,13 +681,14 @@ class _Translator:
                 if nm in self.const:
                     vals = self.const[nm].ravel()[k0:k1 + 1]
                     dt = np.bool_ if vals.dtype == np.bool_ else np.float64
-                    rhs = ("[" + ", ".join(f_literal(x, dt) for x in vals) + "]") if vals.size <= 8 else \
-                        self.new_param(vals.astype(dt), kind="logical" if dt == np.bool_ else "real")
+                    if np.all(vals == vals[0]) and not (dt != np.bool_ and np.isnan(vals[0])):
+                        self.emit(f"{v.name}(:, {i + 1}:{e}) = {f_literal(vals[0], dt)}")
+                    else:
+                        par = self.new_param(vals.astype(dt), kind="logical" if dt == np.bool_ else "real")
+                        self.loop(e - i, lambda j: f"{v.name}(:, {i} + {j}) = {par}({j})")
                 else:
                     src = self.dyn[nm]
-                    rhs = src.name if (k0 == 0 and k1 == src.size - 1) else f"{src.name}({k0 + 1}:{k1 + 1})"
-                lhs = v.name if (i == 0 and e == code.size) else f"{v.name}({i + 1}:{e})"
-                self.body.append(f"    {lhs} = {rhs}")
+                    self.emit(f"{v.name}(:, {i + 1}:{e}) = {src.name}(:, {k0 + 1}:{k1 + 1})")
                 i = e
 
     # -- reductions ----------------------------------------------------------------------------
@@ -629,25 +700,24 @@ class _Translator:
         src = self.dyn[node.input[0]]
         axes = _reduce_axes(op, ins, at, x.ndim)
         out = self.sample[node.output[0]]
-        v = self.new_var(out.size, np.float64, f"{op} {tuple(out.shape)}")
-        self.dyn[node.output[0]] = v
         if not axes:
-            self.body.append(f"    {v.name} = {src.name}")
+            self.alias(node.output[0], src)
             return
+        v = self.new_var(out.size, np.float64, f"{op} {tuple(out.shape)}", node.output[0])
         keep = [d for d in range(x.ndim) if d not in axes]
-        idx = np.transpose(np.arange(x.size).reshape(x.shape), keep + list(axes)).reshape(out.size, -1)
-        fn = {"ReduceSum": "sum", "ReduceMean": "sum", "ReduceMax": "maxval", "ReduceMin": "minval"}[op]
-        for i, row in enumerate(idx):
-            row = row + 1
-            step = int(row[1] - row[0]) if row.size > 1 else 1
-            if row.size > 1 and step > 0 and np.all(np.diff(row) == step):
-                sec = f"{src.name}({row[0]}:{row[-1]}" + (f":{step})" if step != 1 else ")")
-            else:
-                sec = f"{src.name}([{', '.join(str(k) for k in row)}])"
-            rhs = f"{fn}({sec})"
-            if op == "ReduceMean":
-                rhs = f"{rhs} / {f_real(row.size)}"
-            self.body.append(f"    {v.name}({i + 1}) = {rhs}")
+        idx = np.transpose(np.arange(x.size).reshape(x.shape), keep + list(axes)).reshape(out.size, -1) + 1
+        comb = {"ReduceSum": "{a} + {b}", "ReduceMean": "{a} + {b}",
+                "ReduceMax": "nm_max({a}, {b})", "ReduceMin": "nm_min({a}, {b})"}[op]
+        par = self.new_param(idx, dims=(idx.shape[1], idx.shape[0]), kind="int")   # par(k, i): k-th source of output i
+        self.emit(f"do j = 1, {out.size}")
+        self.emit(f"  {v.name}(:, j) = {src.name}(:, {par}(1, j))")
+        if idx.shape[1] > 1:
+            self.emit(f"  do k = 2, {idx.shape[1]}")
+            self.emit(f"    {v.name}(:, j) = " + comb.format(a=f"{v.name}(:, j)", b=f"{src.name}(:, {par}(k, j))"))
+            self.emit("  end do")
+        if op == "ReduceMean":
+            self.emit(f"  {v.name}(:, j) = {v.name}(:, j) / {f_real(idx.shape[1])}")
+        self.emit("end do")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -801,16 +871,29 @@ def translate(path, module: str | None = None) -> tuple[Translation, dict]:
     module = module or f"neumat_{sha[:10]}"
     sig, dsig = (o.name for o in model.graph.output[:2])
     outs = []
-    for oname, target, size in ((sig, "sigma", 1), (dsig, "dsig", F)):
+    for oname, target, size in ((sig, "sig", 1), (dsig, "dsig", F)):
         if oname in tr.const:
-            val = np.asarray(tr.const[oname], dtype=np.float64).ravel()
-            rhs = f_real(val[0]) if target == "sigma" else "[" + ", ".join(f_real(t) for t in val) + "]"
+            val = np.broadcast_to(np.asarray(tr.const[oname], dtype=np.float64).ravel(), (size,))
+            outs += [f"    {target}(:{', ' + str(i + 1) if target == 'dsig' else ''}) = {f_literal(v, np.float64)}"
+                     for i, v in enumerate(val)]
         else:
             var = tr.dyn[oname]
             if var.size != size:
                 raise NeumatInputError(f"{path}: output '{oname}' has {var.size} values per point, expected {size}")
-            rhs = f"{var.name}(1)" if target == "sigma" else var.name
-        outs.append(f"    {target} = {rhs}")
+            outs.append(f"    {target} = {var.name}(:, 1)" if target == "sig" else f"    {target} = {var.name}")
+    body = "\n".join(tr.decls + tr.body + outs)
+
+    def kernel(name: str, nb: str, what: str) -> str:
+        return f"""\
+  pure subroutine {name}(x, sig, dsig)
+    ! {what}: flow stress sig (MPa) and d sig / d x of nb points x (physical units)
+    integer, parameter :: nb = {nb}
+    real(c_double), intent(in) :: x(nb, NM_NF)
+    real(c_double), intent(out) :: sig(nb), dsig(nb, NM_NF)
+    integer :: j, k, m, n
+{body}
+  end subroutine {name}
+"""
 
     lits = lambda v: "[" + ", ".join(f_real(t) for t in v) + "]"
     policy = 1 if info["box_policy"] == "clamp" else 0
@@ -838,6 +921,7 @@ module {module}
   real(c_double), parameter :: NM_BOX_LO({F}) = {lits(lo)}
   real(c_double), parameter :: NM_BOX_HI({F}) = {lits(hi)}
   logical, parameter :: NM_CLAMP = {'.true.' if policy else '.false.'}   ! box policy: clamp (else extrapolate)
+  integer, parameter :: NM_BLOCK = {BLOCK}              ! points per block in neumat_flow_batch
 
   ! ---- weights and other constants of the graph ----
 {chr(10).join(tr.params)}
@@ -855,23 +939,37 @@ contains
     nm_out_of_box = any(y < NM_BOX_LO .or. y > NM_BOX_HI)
   end function nm_out_of_box
 
+{kernel("nm_kernel_1", "1", "one point")}
+{kernel("nm_kernel_block", "NM_BLOCK", "a block of NM_BLOCK points")}
   pure subroutine neumat_flow(x, sigma, dsig)
     ! flow stress sigma (MPa) and d sigma / d x at one point x (physical units)
     real(c_double), intent(in) :: x(NM_NF)
     real(c_double), intent(out) :: sigma, dsig(NM_NF)
-{chr(10).join(tr.decls)}
-{chr(10).join(tr.body)}
-{chr(10).join(outs)}
+    real(c_double) :: xb(1, NM_NF), sb(1), db(1, NM_NF)
+    xb(1, :) = x
+    call nm_kernel_1(xb, sb, db)
+    sigma = sb(1)
+    dsig = db(1, :)
   end subroutine neumat_flow
 
   subroutine neumat_flow_batch(n, x, sigma, dsig) bind(C, name="neumat_flow_batch")
-    ! n points; from C/numpy: x (n, NM_NF) row-major, sigma (n), dsig (n, NM_NF) row-major
+    ! n points; from C/numpy: x (n, NM_NF) row-major, sigma (n), dsig (n, NM_NF) row-major.
+    ! Blocks of NM_BLOCK points; every operation of the kernel is a loop over the block's points
+    ! (vectorised). Results are bit-identical to neumat_flow point by point.
     integer(c_int64_t), value, intent(in) :: n
     real(c_double), intent(in) :: x(NM_NF, n)
     real(c_double), intent(out) :: sigma(n), dsig(NM_NF, n)
-    integer(c_int64_t) :: i
-    do i = 1, n
-      call neumat_flow(x(:, i), sigma(i), dsig(:, i))
+    real(c_double) :: xb(NM_BLOCK, NM_NF), sb(NM_BLOCK), db(NM_BLOCK, NM_NF)
+    integer(c_int64_t) :: i0, i, m
+    do i0 = 1, n, NM_BLOCK
+      m = min(int(NM_BLOCK, c_int64_t), n - i0 + 1)
+      xb(1:m, :) = transpose(x(:, i0:i0 + m - 1))
+      do i = m + 1, NM_BLOCK
+        xb(i, :) = xb(1, :)              ! pad a partial block with a valid point
+      end do
+      call nm_kernel_block(xb, sb, db)
+      sigma(i0:i0 + m - 1) = sb(1:m)
+      dsig(:, i0:i0 + m - 1) = transpose(db(1:m, :))
     end do
   end subroutine neumat_flow_batch
 !@@J2_CONTAINS@@

@@ -23,15 +23,14 @@ pytestmark = pytest.mark.skipif(shutil.which("gfortran") is None, reason="gfortr
 
 ARRHENIUS = dict(alpha=[0.012, 0.004], n=[5.0, -1.0], Q=[4.0e5, 2.0e4], lnA=[33.0, 1.0, -0.5],
                  strain_min=0.05, strain_max=0.6)
-VARIANTS = {
+VARIANTS = {          # together: every activation, residual or not, 0-2 extras, both policies and bases
     "elu-residual": dict(activation="elu"),
     "tanh-plain-1extra": dict(activation="tanh", residual=False, n_extras=1),
     "sigmoid-2extras-extrapolate": dict(activation="sigmoid", n_extras=2, box_policy="extrapolate"),
-    "softplus-1extra": dict(activation="softplus", n_extras=1),
-    "relu": dict(activation="relu"),
     "leaky_relu": dict(activation="leaky_relu", residual=False),
-    "hybrid-additive": dict(activation="elu", n_extras=1, base=dict(mode="additive", arrhenius=ARRHENIUS)),
-    "hybrid-multiplicative": dict(activation="tanh", base=dict(mode="multiplicative", arrhenius=ARRHENIUS)),
+    "softplus-hybrid-additive": dict(activation="softplus", n_extras=1,
+                                     base=dict(mode="additive", arrhenius=ARRHENIUS)),
+    "relu-hybrid-multiplicative": dict(activation="relu", base=dict(mode="multiplicative", arrhenius=ARRHENIUS)),
 }
 
 
@@ -55,6 +54,9 @@ def models(tmp_path_factory):
     out = {}
     for i, (name, kw) in enumerate(VARIANTS.items()):
         net = random_flownet(seed=10 + i, **kw)
+        if kw.get("base", {}).get("mode") == "multiplicative":
+            # σ = σ_A (1 + y) with a small affine correction y (also covers the affine output)
+            net.output = dict(kind="affine", scale=0.05, shift=0.0)
         out[name] = (net, export_onnx(net, d / f"{name}.onnx"))
     return out
 
@@ -103,7 +105,7 @@ def test_flow_nan_and_inf_rows_as_onnxruntime(models, cache):
     inputs are clamped to the box."""
     from fem_bridge.backends import OnnxBackend
     from fortran_umat.compiled import CompiledBackend
-    _, path = models["softplus-1extra"]
+    _, path = models["softplus-hybrid-additive"]
     x = np.tile([0.2, 0.1, 1150.0, 1.0], (10, 1))
     for i in range(4):
         x[i, i] = np.nan
@@ -297,7 +299,7 @@ def _rel(a, b):
 
 
 @pytest.mark.parametrize("name,temp_mode", [("elu-residual", 1), ("tanh-plain-1extra", 0),
-                                            ("hybrid-additive", 1), ("softplus-1extra", 0)])
+                                            ("softplus-hybrid-additive", 1), ("relu-hybrid-multiplicative", 0)])
 def test_umat_matches_python_umat(name, temp_mode, models, cache):
     from fem_bridge.backends import OnnxBackend
     from fem_bridge.umat import UmatMaterial
