@@ -104,7 +104,7 @@ def _prepare_model(ctx: ModelContext) -> None:
         return
     try:
         from fortran_umat.build import build_umat
-        ctx.library = build_umat(ctx.onnx_path, ctx.workdir / "umat")
+        ctx.library = build_umat(ctx.onnx_path)          # the cached library: stable path for the driver
     except Exception as exc:
         ctx.library = None
         ctx.errors["compiled"] = _reason(exc)
@@ -114,7 +114,7 @@ def _prepare_model(ctx: ModelContext) -> None:
         ctx.errors["reference_kernel"] = why
         return
     try:
-        ctx.ref_lib = build_reference(ctx.net, ctx.workdir / "ref")
+        ctx.ref_lib = build_reference(ctx.net)
     except Exception as exc:
         ctx.errors["reference_kernel"] = _reason(exc)
 
@@ -508,9 +508,10 @@ def plot(doc: dict, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    models = list(doc["models"])
-    fig, axes = plt.subplots(1, len(models), figsize=(6.5 * len(models), 5.2), squeeze=False, sharey=True)
-    colors = {p: f"C{i}" for i, p in enumerate(PATHS)}
+    models = [m for m in doc["models"] if m != ARRHENIUS_MODEL]
+    fig, axes = plt.subplots(1, len(models), figsize=(7.5 * len(models), 8.5), squeeze=False, sharey=True)
+    cmap = plt.get_cmap("tab20")
+    colors = {p: cmap(i % 20) for i, p in enumerate(PATHS)}
     for ax, model in zip(axes[0], models):
         for e in doc["paths"]:
             if e["model"] not in (model, ARRHENIUS_MODEL) or not e.get("available") or not e.get("points"):
@@ -532,7 +533,7 @@ def plot(doc: dict, path: Path) -> None:
         ax.set_xlabel("N (points per call)")
         ax.set_title(doc["models"][model]["label"], fontsize=9)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=6, loc="upper right")
+        ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, frameon=False)
     axes[0][0].set_ylabel("time per point (s); line = min, band = min…median")
     fig.suptitle(f"neumat latency ({'quick' if doc['quick'] else 'full'}), {doc['machine']['cpu_model']}, "
                  f"{doc['machine']['logical_cores']} cores, {doc['date'][:16]}", fontsize=9)
@@ -1083,19 +1084,19 @@ def profile_umat(ctx: ModelContext, st: Settings, umat: dict | None, compiled_pr
                flow_kernel_n1_s=f["flow_kernel_n1"]["min_s"], umat_call_s=f["umat_call"]["min_s"])
     parts = []
     if f.get("newton_iterations_per_call") is not None:
-        evals = 1.0 + f["newton_iterations_per_call"]           # elastic check + one per Newton iteration
+        # nm_j2_update counts the yield check as Newton iteration 1: iterations = flow evaluations
+        evals = f["newton_iterations_per_call"]
         share = evals * f["flow_kernel_n1"]["min_s"] / f["umat_call"]["min_s"]
         out.update(flow_evaluations_per_call=evals, flow_share_estimate=share)
-        parts.append(f"{evals:.2f} flow evaluations per call (1 elastic check + {f['newton_iterations_per_call']:.2f} "
-                     f"Newton iterations, the first of which re-evaluates the elastic-check point) × "
-                     f"{_fmt_t(f['flow_kernel_n1']['min_s'])} each ≈ {100 * min(share, 1):.0f} % of the call")
+        parts.append(f"{evals:.2f} Newton iterations = flow evaluations per call (the yield check is iteration 1) × "
+                     f"{_fmt_t(f['flow_kernel_n1']['min_s'])} per one-point kernel call ≈ {100 * min(share, 1):.0f} % of the call")
         ref = (compiled_prof or {}).get("reference_kernel_fortran")
         if ref:
             rest = max(f["umat_call"]["min_s"] - evals * f["flow_kernel_n1"]["min_s"], 0.0)
-            est = rest + (evals - 1.0) * ref["n1"]["min_s"]
+            est = rest + evals * ref["n1"]["min_s"]
             out.update(estimate_with_reference_kernel_s=est, rest_of_call_s=rest)
-            parts.append(f"estimate with the reference kernel and the duplicate evaluation dropped: "
-                         f"{_fmt_t(rest)} (rest of the call) + {evals - 1:.2f} × {_fmt_t(ref['n1']['min_s'])} ≈ {_fmt_t(est)}")
+            parts.append(f"with the reference scalar kernel instead: {_fmt_t(rest)} (rest of the call) + "
+                         f"{evals:.2f} × {_fmt_t(ref['n1']['min_s'])} ≈ {_fmt_t(est)}")
     if umat.get("perf_umat"):
         out["perf"] = umat["perf_umat"]
         parts.append("samples: " + _top_text(umat["perf_umat"], 5))
@@ -1126,7 +1127,7 @@ def memory_children(ctx: ModelContext, st: Settings, paths: list[dict]) -> None:
         if e["model"] != ctx.name or not e.get("available") or e["threads"] != 1 or e["kind"] not in ("flow", "j2"):
             continue
         spec = dict(model_json=str(ctx.model_json()), onnx=str(ctx.onnx_path) if ctx.onnx_path else None,
-                    library_dir=str(ctx.workdir / "umat"), path=e["path"], n=n, name=ctx.name)
+                    path=e["path"], n=n, name=ctx.name)
         try:
             res = subprocess.run([sys.executable, "-m", "benchmarks.latency_mem", json.dumps(spec)],
                                  capture_output=True, text=True, timeout=600, cwd=str(HERE.parent))

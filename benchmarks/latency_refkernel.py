@@ -222,27 +222,30 @@ def _flags() -> list[str]:
         return ["-O3", "-fPIC", "-frecursive", "-ffree-line-length-none"]
 
 
-def build_reference(net: FlowNet, workdir: Path) -> Path:
-    """Compile the reference kernel (same flags as the product's UMAT) and its timing driver."""
+def build_reference(net: FlowNet, workdir: Path | None = None) -> Path:
+    """Compile the reference kernels (scalar: same flags as the product's UMAT; blocked: plus
+    ``SIMD_FLAGS``) and the scalar kernel's timing driver; cached by source and flags. Returns
+    the scalar library's path (the blocked one and ``ref_bench`` lie beside it)."""
+    from .latency_umat import cached_build
     fc = shutil.which("gfortran")
     if fc is None:
         raise RuntimeError("gfortran not found")
-    workdir.mkdir(parents=True, exist_ok=True)
-    src = workdir / "neumat_ref.f90"
-    src.write_text(fortran_source(net))
-    lib = workdir / "libneumat_ref.so"
-    drv = workdir / "ref_bench.f90"
-    drv.write_text(DRIVER)
-    flags = _flags()
-    srcv = workdir / "neumat_refv.f90"
-    srcv.write_text(fortran_source_blocked(net))
-    for cmd in ([fc, *flags, "-shared", f"-J{workdir}", str(src), "-o", str(lib)],
-                [fc, *flags, f"-J{workdir}", str(src), str(drv), "-o", str(workdir / "ref_bench")],
-                [fc, *flags, *SIMD_FLAGS, "-shared", f"-J{workdir}", str(srcv), "-o", str(workdir / "libneumat_refv.so")]):
-        r = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
-        if r.returncode != 0:
-            raise RuntimeError(f"reference kernel build failed: {' '.join(cmd)}\n{r.stderr[-2000:]}")
-    return lib
+    text, textv, flags = fortran_source(net), fortran_source_blocked(net), _flags()
+
+    def build(folder: Path) -> None:
+        (folder / "neumat_ref.f90").write_text(text)
+        (folder / "ref_bench.f90").write_text(DRIVER)
+        (folder / "neumat_refv.f90").write_text(textv)
+        for cmd in ([fc, *flags, "-c", "neumat_ref.f90", "-o", "neumat_ref.o"],
+                    [fc, *flags, "-shared", "neumat_ref.o", "-o", "libneumat_ref.so"],
+                    [fc, *flags, "neumat_ref.o", "ref_bench.f90", "-o", "ref_bench"],
+                    [fc, *flags, *SIMD_FLAGS, "-shared", "neumat_refv.f90", "-o", "libneumat_refv.so"]):
+            r = subprocess.run(cmd, capture_output=True, text=True, cwd=folder)
+            if r.returncode != 0:
+                raise RuntimeError(f"reference kernel build failed: {' '.join(cmd)}\n{r.stderr[-2000:]}")
+
+    key = "\0".join(["refkernel", text, textv, DRIVER, " ".join(flags), " ".join(SIMD_FLAGS)])
+    return cached_build(key, build) / "libneumat_ref.so"
 
 
 class RefBackend:

@@ -10,9 +10,11 @@ to call as a host would after convergence. The whole loop is timed with ``system
 counts, ns resolution with gfortran) and ``cpu_time``; the time per call is the loop time over
 the number of calls (the reset of 15 numbers per path, once per ``nsteps`` calls, is included).
 
-The same driver then times the flow kernel alone, ``neumat_flow_batch`` with n = 1 on the inputs
-the UMAT sees (strain along the path, the loading rate, the temperature), and with n = 1000 —
-the cost of one flow evaluation as the UMAT pays it, without ctypes. Each measurement is repeated
+The same driver then times the flow kernel alone on the inputs the UMAT sees (strain along the
+path, the loading rate, the temperature): the module's one-point routine ``neumat_flow`` (what
+the UMAT calls; ``neumat_flow_batch`` with n = 1 when the module cannot be used), and
+``neumat_flow_batch`` with n = 1000 — the cost of one flow evaluation as the UMAT pays it, and
+per point in a batch, without ctypes. Each measurement is repeated
 ``nrep`` times; the Python side keeps min and median.
 """
 from __future__ import annotations
@@ -107,7 +109,7 @@ program neumat_umat_bench
     do ip = 1, npaths
       do is = 1, nsteps
         xk(1) = deps * is
-        call neumat_flow_batch(1_c_int64_t, xk, sk, dk)
+@@FLOW1_CALL@@
         checksum = checksum + sk(1)
       end do
     end do
@@ -165,6 +167,45 @@ def j2_module_name(source: str) -> str | None:
     return None
 
 
+def bench_cache_root() -> Path:
+    """Where compiled benchmark programs are kept between runs (beside the UMAT cache)."""
+    try:
+        from fortran_umat.build import cache_root
+        return cache_root() / "bench"
+    except ImportError:
+        return Path.home() / ".cache" / "neumat" / "bench"
+
+
+def cached_build(key: str, build) -> Path:
+    """Run ``build(folder)`` once per ``key`` (a text naming every input of the build) and return
+    the folder; a finished build is marked by a stamp file, a failed one leaves nothing behind."""
+    import hashlib
+    import os
+    import tempfile
+    root = bench_cache_root()
+    final = root / hashlib.sha256(key.encode()).hexdigest()[:20]
+    if (final / "done").is_file():
+        return final
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="build-", dir=root))
+    try:
+        build(tmp)
+        (tmp / "done").write_text(key[:2000])
+        try:
+            os.replace(tmp, final)
+        except OSError:                       # someone else finished the same build first
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def _file_hash(path: Path) -> str:
+    import hashlib
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def build_driver(library_path: str | Path, workdir: Path, source_path: str | Path | None = None) -> Path:
     """Write and compile the driver linked against the UMAT library; the executable's path.
     With the generated source, the driver also counts Newton iterations through the module's
@@ -175,29 +216,35 @@ def build_driver(library_path: str | Path, workdir: Path, source_path: str | Pat
     lib = Path(library_path).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     text = DRIVER
-    inc = []
     mod = None
     if source_path is not None and Path(source_path).is_file():
         mod = j2_module_name(Path(source_path).read_text())
-    if mod:
-        moddir = workdir / "mod"
-        moddir.mkdir(exist_ok=True)
-        r = subprocess.run([fc, "-fsyntax-only", "-ffree-line-length-none", "-J", str(moddir), str(source_path)],
-                           capture_output=True, text=True, cwd=workdir)
-        if r.returncode == 0:
-            inc = ["-I", str(moddir)]
-        else:
-            mod = None
-    text = text.replace("@@USE_J2@@", f"  use {mod}, only: nm_j2_update, NM_NSTATV, NM_NPROPS" if mod else "")
+    point = bool(mod) and re.search(r"subroutine\s+neumat_flow\s*\(", Path(source_path).read_text(), re.IGNORECASE)
+    uses = "nm_j2_update, NM_NSTATV, NM_NPROPS" + (", neumat_flow, NM_NF" if point else "")
+    text = text.replace("@@USE_J2@@", f"  use {mod}, only: {uses}" if mod else "")
+    # the one-point timing calls what the UMAT calls: the module's point routine when it exists
+    text = text.replace("@@FLOW1_CALL@@", "        call neumat_flow(xk(1:NM_NF), sk(1), dk(1:NM_NF))" if point
+                        else "        call neumat_flow_batch(1_c_int64_t, xk, sk, dk)")
     text = text.replace("@@NEWTON_BLOCK@@", NEWTON_BLOCK if mod else "")
-    src = workdir / "umat_bench_driver.f90"
-    src.write_text(text)
-    exe = workdir / "umat_bench_driver"
-    cmd = [fc, "-O2", "-ffree-line-length-none", *inc, "-o", str(exe), str(src), str(lib), f"-Wl,-rpath,{lib.parent}"]
-    res = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
-    if res.returncode != 0:
-        raise RuntimeError(f"driver build failed ({' '.join(cmd)}):\n{res.stderr[-2000:]}")
-    return exe
+
+    def build(folder: Path) -> None:
+        inc = []
+        if mod:                               # the module's interface (.mod) for the Newton count
+            r = subprocess.run([fc, "-fsyntax-only", "-ffree-line-length-none", "-J", str(folder), str(source_path)],
+                               capture_output=True, text=True, cwd=folder)
+            if r.returncode != 0:
+                raise RuntimeError(f"cannot read the module interface of {source_path}: {r.stderr[-1000:]}")
+            inc = ["-I", str(folder)]
+        src = folder / "umat_bench_driver.f90"
+        src.write_text(text)
+        cmd = [fc, "-O2", "-ffree-line-length-none", *inc, "-o", str(folder / "umat_bench_driver"), str(src),
+               str(lib), f"-Wl,-rpath,{lib.parent}"]
+        res = subprocess.run(cmd, capture_output=True, text=True, cwd=folder)
+        if res.returncode != 0:
+            raise RuntimeError(f"driver build failed ({' '.join(cmd)}):\n{res.stderr[-2000:]}")
+
+    # cached by the driver text, the library's path (rpath) and content
+    return cached_build("umat-driver\0" + text + "\0" + str(lib) + "\0" + _file_hash(lib), build) / "umat_bench_driver"
 
 
 def driver_input(net, nsteps: int, npaths: int, nrep: int, nbatch: int = 1000, mode: int = 0) -> str:
