@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from constitutive.errors import NeumatInputError
 from fem_bridge import conventions as cv
 
 from .build import BuildResult, build_umat
@@ -47,6 +48,9 @@ class CompiledBackend(FlowStressBackend):
         f.argtypes = [ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
         f.restype = None
         self._batch = f
+        self._point = self._lib.neumat_flow
+        self._point.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+        self._point.restype = None
 
     def evaluate(self, x) -> tuple[np.ndarray, np.ndarray]:
         """σ (N,) in MPa and dσ/dx (N, F), input policy of the model applied (as in the graph)."""
@@ -61,6 +65,16 @@ class CompiledBackend(FlowStressBackend):
         dsig = np.empty((n, self.n_features))
         self._batch(n, x.ctypes.data, sigma.ctypes.data, dsig.ctypes.data)
         return sigma, dsig
+
+    def evaluate_point(self, x) -> tuple[float, np.ndarray]:
+        """One point through the one-point kernel (the one the UMAT calls): (σ, dσ/dx (F,))."""
+        x = np.ascontiguousarray(x, dtype=np.float64).reshape(-1)
+        if x.size != self.n_features:
+            raise NeumatInputError(f"x has {x.size} values; expected {self.n_features}: {', '.join(self.feature_names)}")
+        sigma = ctypes.c_double()
+        dsig = np.empty(self.n_features)
+        self._point(x.ctypes.data, ctypes.byref(sigma), dsig.ctypes.data)
+        return sigma.value, dsig
 
     def __call__(self, x) -> np.ndarray:
         return self.evaluate(x)[0]

@@ -911,7 +911,7 @@ module {module}
   use, intrinsic :: ieee_arithmetic, only: ieee_is_nan, ieee_is_finite
   implicit none
   private
-  public :: neumat_flow, neumat_flow_batch, nm_out_of_box
+  public :: neumat_flow, neumat_flow_c, neumat_flow_batch, nm_out_of_box
   public :: NM_NF, NM_NEXTRA, NM_RATE_FLOOR, NM_BOX_LO, NM_BOX_HI, NM_CLAMP
 
   ! Only named constants at module level: no mutable state (the UMAT runs in many threads).
@@ -952,10 +952,18 @@ contains
     dsig = db(1, :)
   end subroutine neumat_flow
 
+  subroutine neumat_flow_c(x, sigma, dsig) bind(C, name="neumat_flow")
+    ! one point from C: x (NM_NF), sigma, dsig (NM_NF) — the kernel the UMAT uses
+    real(c_double), intent(in) :: x(NM_NF)
+    real(c_double), intent(out) :: sigma, dsig(NM_NF)
+    call neumat_flow(x, sigma, dsig)
+  end subroutine neumat_flow_c
+
   subroutine neumat_flow_batch(n, x, sigma, dsig) bind(C, name="neumat_flow_batch")
     ! n points; from C/numpy: x (n, NM_NF) row-major, sigma (n), dsig (n, NM_NF) row-major.
     ! Blocks of NM_BLOCK points; every operation of the kernel is a loop over the block's points
-    ! (vectorised). Results are bit-identical to neumat_flow point by point.
+    ! (vectorised; gfortran then calls glibc's vector exp/log/pow/tanh, which may differ from the
+    ! scalar ones of neumat_flow in the last bit or two).
     integer(c_int64_t), value, intent(in) :: n
     real(c_double), intent(in) :: x(NM_NF, n)
     real(c_double), intent(out) :: sigma(n), dsig(NM_NF, n)
