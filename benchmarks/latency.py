@@ -67,6 +67,9 @@ PATHS = {
     "umat_compiled_prebound": ("callback", "reference only: the compiled UMAT from Python with all ctypes arguments "
                                            "bound once (benchmarks.latency_fastumat), single point"),
     "umat_fortran_loop": ("umat_loop", "generated Fortran UMAT in a Fortran loop (per call)"),
+    "compiled_native": ("flow", "variant: the same generated Fortran compiled with -march=native added, through ctypes"),
+    "umat_fortran_loop_native": ("umat_loop", "variant: the generated Fortran UMAT compiled with -march=native added, "
+                                              "in the Fortran loop (per call)"),
 }
 ARRHENIUS_MODEL = "arrhenius_m9"
 SINGLE_THREAD = ("arrhenius_numpy", "reference_kernel", "reference_kernel_simd")     # no thread pool in these paths
@@ -83,6 +86,7 @@ class ModelContext:
     onnx_path: Path | None = None
     library: object | None = None            # fortran_umat BuildResult
     ref_lib: Path | None = None               # benchmarks.latency_refkernel library
+    native: object | None = None              # BuildResult of the -march=native variant
     errors: dict = field(default_factory=dict)
 
     def model_json(self) -> Path:
@@ -108,6 +112,11 @@ def _prepare_model(ctx: ModelContext) -> None:
     except Exception as exc:
         ctx.library = None
         ctx.errors["compiled"] = _reason(exc)
+    if ctx.library is not None:
+        try:
+            ctx.native = native_variant(ctx.library)
+        except Exception as exc:
+            ctx.errors["compiled_native"] = _reason(exc)
     from .latency_refkernel import build_reference, supported
     why = supported(ctx.net)
     if why:
@@ -117,6 +126,32 @@ def _prepare_model(ctx: ModelContext) -> None:
         ctx.ref_lib = build_reference(ctx.net)
     except Exception as exc:
         ctx.errors["reference_kernel"] = _reason(exc)
+
+
+NATIVE_FLAGS = ["-march=native"]
+
+
+def native_variant(build):
+    """The product's generated source compiled with its flags plus ``NATIVE_FLAGS`` (kept in the
+    benchmark's cache, so the product's own cached library is never replaced)."""
+    import dataclasses
+    import shutil as _sh
+    from fortran_umat.build import fflags
+    from .latency_umat import _file_hash, cached_build
+    src = source_path(build)
+    lib_name = library_path(build).name
+    flags = [f for f in fflags() if f not in NATIVE_FLAGS] + NATIVE_FLAGS
+
+    def make(folder: Path) -> None:
+        gf = _sh.which("gfortran")
+        r = subprocess.run([gf, *flags, f"-J{folder}", str(src), "-o", str(folder / lib_name)],
+                           capture_output=True, text=True, cwd=folder)
+        if r.returncode != 0:
+            raise RuntimeError(f"native build failed: {r.stderr[-1000:]}")
+
+    folder = cached_build("native\0" + _file_hash(src) + "\0" + " ".join(flags), make)
+    kw = {("library_path" if hasattr(build, "library_path") else "library"): folder / lib_name}
+    return dataclasses.replace(build, **kw) if dataclasses.is_dataclass(build) else build
 
 
 def _reason(exc: BaseException) -> str:
@@ -170,12 +205,13 @@ def flow_evaluator(ctx: ModelContext, path: str, threads: int):
             raise RuntimeError(ctx.errors.get("onnx", "no ONNX file"))
         from fem_bridge.backends import OnnxBackend
         return OnnxBackend(ctx.onnx_path, threads=threads)
-    if path == "compiled":
-        if ctx.library is None:
-            raise RuntimeError(ctx.errors.get("compiled", ctx.errors.get("onnx", "no compiled library")))
+    if path in ("compiled", "compiled_native"):
+        build = ctx.library if path == "compiled" else ctx.native
+        if build is None:
+            raise RuntimeError(ctx.errors.get(path, ctx.errors.get("compiled", ctx.errors.get("onnx", "no compiled library"))))
         from fortran_umat.compiled import CompiledBackend
         set_omp_threads(threads)
-        return CompiledBackend(ctx.onnx_path, build=ctx.library)
+        return CompiledBackend(ctx.onnx_path, build=build)
     if path in ("reference_kernel", "reference_kernel_simd"):
         if ctx.ref_lib is None:
             raise RuntimeError(ctx.errors.get("reference_kernel", "reference kernel not built"))
@@ -266,7 +302,7 @@ def settings_for(args) -> Settings:
         ns = [n for n in ns if n <= args.max_n] or [1]
     if args.quick:
         return Settings(True, ns, [1, 2], repeats=args.repeats or 3, target_s=0.002, max_total_s=0.03,
-                        memory_child=False, umat_nsteps=300, umat_npaths=5, umat_nrep=3, callback_calls=30)
+                        memory_child=False, umat_nsteps=300, umat_npaths=5, umat_nrep=3, callback_calls=10)
     # many short samples: their minimum is robust against other work on a shared machine
     return Settings(False, ns, [1, 2], repeats=args.repeats or 15, target_s=0.01, max_total_s=2.0,
                     memory_child=not args.no_memory_child, umat_nsteps=300, umat_npaths=10, umat_nrep=40,
@@ -293,7 +329,7 @@ def _rel_err(a, b) -> float:
 
 def measure_flow(ctx: ModelContext, path: str, threads: int, st: Settings, model_name: str | None = None) -> dict:
     e = _entry(model_name or ctx.name, path, threads)
-    if path == "compiled" and threads > 1 and ctx.library is not None and not compiled_uses_openmp(ctx):
+    if path in ("compiled", "compiled_native") and threads > 1 and ctx.library is not None and not compiled_uses_openmp(ctx):
         e.update(available=False, reason="the generated kernel has no OpenMP loop: one thread only")
         return e
     try:
@@ -307,7 +343,7 @@ def measure_flow(ctx: ModelContext, path: str, threads: int, st: Settings, model
         points = []
         for n in st.ns:
             xn = lm.in_box_points(ctx.net, n)
-            if path == "compiled":
+            if path in ("compiled", "compiled_native"):
                 set_omp_threads(threads)
             t = time_call(lambda: ev.evaluate(xn), st.repeats, st.target_s, st.max_total_s)
             points.append(_point(n, t))
@@ -483,6 +519,16 @@ def library_versions() -> dict:
     from .latency_umat import available_gfortran_version
     v["gfortran"] = available_gfortran_version()
     return v
+
+
+def git_state() -> dict:
+    """Commit of the checkout measured, and whether the measured files differ from it."""
+    def git(*a):
+        r = subprocess.run(["git", *a], capture_output=True, text=True, cwd=HERE.parent)
+        return r.stdout.rstrip("\n") if r.returncode == 0 else None
+    dirty = git("status", "--porcelain", "--", "export", "fem_bridge", "fortran_umat", "constitutive", "benchmarks")
+    return dict(commit=(git("rev-parse", "HEAD") or "").strip() or None,
+                modified_files=[l[3:] for l in (dirty or "").splitlines() if l[:2].strip()][:30])
 
 
 def load_now() -> dict:
@@ -664,13 +710,15 @@ class CountingFlow:
         return getattr(self.inner, name)
 
 
-def measure_umat_loop(ctx: ModelContext, st: Settings) -> dict:
-    e = _entry(ctx.name, "umat_fortran_loop", 1)
+def measure_umat_loop(ctx: ModelContext, st: Settings, path: str = "umat_fortran_loop") -> dict:
+    e = _entry(ctx.name, path, 1)
     try:
-        if ctx.library is None:
-            raise RuntimeError(ctx.errors.get("compiled", ctx.errors.get("onnx", "no compiled UMAT library")))
+        build = ctx.native if path.endswith("native") else ctx.library
+        if build is None:
+            raise RuntimeError(ctx.errors.get("compiled_native" if path.endswith("native") else "compiled",
+                                              ctx.errors.get("onnx", "no compiled UMAT library")))
         from .latency_umat import build_driver, run_driver
-        exe = build_driver(library_path(ctx.library), ctx.workdir / "driver", source_path(ctx.library))
+        exe = build_driver(library_path(build), ctx.workdir / "driver", source_path(build))
         r = run_driver(exe, ctx.net, st.umat_nsteps, st.umat_npaths, st.umat_nrep)
         r["timing"] = (f"{st.umat_nrep} repeats of {st.umat_npaths} loading paths × {st.umat_nsteps} calls; "
                        f"per call = repeat time / calls; min and median over the repeats")
@@ -681,7 +729,7 @@ def measure_umat_loop(ctx: ModelContext, st: Settings) -> dict:
         e["fortran"] = r
         e["driver"] = "benchmarks/latency_umat.py (generated Fortran, gfortran -O2, linked to the built UMAT library)"
         e["memory"] = dict(note="no allocation per call (fixed-size locals); per-point memory not applicable")
-        if not st.quick:
+        if not st.quick and path == "umat_fortran_loop":
             from .latency_umat import perf_profile
             e["perf_umat"] = perf_profile(exe, ctx.net, 1, ctx.workdir)
             e["perf_batch"] = perf_profile(exe, ctx.net, 3, ctx.workdir)
@@ -763,7 +811,7 @@ def run(args) -> int:
                     elif kind == "callback":
                         e = measure_callback(ctx, path, st)
                     else:
-                        e = measure_umat_loop(ctx, st)
+                        e = measure_umat_loop(ctx, st, path)
                     e["measure_wall_s"] = round(time.perf_counter() - t_path, 2)
                     if not e.get("available"):
                         print(f"[bench]     unavailable: {e.get('reason')}", flush=True)
@@ -785,7 +833,7 @@ def run(args) -> int:
     doc = dict(
         format=FORMAT, quick=st.quick,
         date=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        machine=machine_info(), versions=library_versions(),
+        machine=machine_info(), versions=library_versions(), git=git_state(),
         load=dict(before=load_before, after=load_now()),
         wall_time_s=round(time.perf_counter() - t_start, 1),
         settings=dict(n_values=st.ns, threads=st.threads, repeats=st.repeats, target_sample_s=st.target_s,
@@ -1033,6 +1081,16 @@ def profile_compiled(ctx: ModelContext, st: Settings, paths: list[dict], umat: d
         parts.append(f"ctypes + wrapper: {_fmt_t(out['overhead']['per_call_s'])} per call at N = 1")
     if out.get("perf"):
         parts.append("samples: " + _top_text(out["perf"], 5))
+    for e in _find(paths, ctx.name, "compiled_native", 1):
+        p = _at(e, 10**5) or e["points"][-1]
+        out["native_per_point_s"] = p["min_s_per_point"]
+        parts.append(f"the same generated code with -march=native: {_fmt_t(p['min_s_per_point'])} per point at "
+                     f"N = {p['n']:.0e}")
+    e1 = next(iter(_find(paths, ctx.name, "compiled", 1)), None)
+    if e1 and e1["points"][0]["n"] == 1:
+        parts.append(f"N = 1 through ctypes costs {_fmt_t(e1['points'][0]['min_s_per_call'])} (a one-point call "
+                     f"pads to a whole block of points)" if e1["points"][0]["min_s_per_call"] > 20e-6 else
+                     f"N = 1 through ctypes costs {_fmt_t(e1['points'][0]['min_s_per_call'])}")
     for e in _find(paths, ctx.name, "reference_kernel_simd", 1):
         p = _at(e, 10**5) or e["points"][-1]
         out["reference_simd_per_point_s"] = p["min_s_per_point"]
@@ -1076,7 +1134,9 @@ def profile_callback(ctx: ModelContext, st: Settings) -> dict:
     return out
 
 
-def profile_umat(ctx: ModelContext, st: Settings, umat: dict | None, compiled_prof: dict | None = None) -> dict:
+def profile_umat(ctx: ModelContext, st: Settings, umat: dict | None, compiled_prof: dict | None = None,
+                 paths_all: list | None = None) -> dict:
+    paths_all = paths_all or []
     if not umat or not umat.get("available"):
         return dict(summary="", error="UMAT loop unavailable")
     f = umat["fortran"]
@@ -1097,6 +1157,9 @@ def profile_umat(ctx: ModelContext, st: Settings, umat: dict | None, compiled_pr
             out.update(estimate_with_reference_kernel_s=est, rest_of_call_s=rest)
             parts.append(f"with the reference scalar kernel instead: {_fmt_t(rest)} (rest of the call) + "
                          f"{evals:.2f} × {_fmt_t(ref['n1']['min_s'])} ≈ {_fmt_t(est)}")
+    for e in _find(paths_all, ctx.name, "umat_fortran_loop_native"):
+        out["umat_native_s"] = e["points"][0]["min_s_per_point"]
+        parts.append(f"same UMAT compiled with -march=native: {_fmt_t(out['umat_native_s'])} per call")
     if umat.get("perf_umat"):
         out["perf"] = umat["perf_umat"]
         parts.append("samples: " + _top_text(umat["perf_umat"], 5))
@@ -1111,7 +1174,7 @@ def profile_model(ctx: ModelContext, st: Settings, paths: list[dict]) -> dict:
             "compiled_batch": lambda: profile_compiled(ctx, st, paths, umat),
             "integrate_compiled": lambda: profile_integrate(ctx, st),
             "callback": lambda: profile_callback(ctx, st),
-            "umat": lambda: profile_umat(ctx, st, umat, out.get("compiled_batch"))}
+            "umat": lambda: profile_umat(ctx, st, umat, out.get("compiled_batch"), paths)}
     for key, job in jobs.items():
         try:
             out[key] = job()
