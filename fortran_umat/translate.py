@@ -266,7 +266,8 @@ def _wrap_list(items: list[str], indent: str = "      ", per_line: int = 4) -> s
     return (", &\n" + indent).join(lines)
 
 
-BLOCK = 32       # points per block of the batch kernel
+BLOCK_MAX = 32                 # points per block of the batch kernel ...
+BLOCK_BYTES = 256 * 1024       # ... fewer when a block's local arrays would exceed this (stack)
 CHUNK = 800      # values per parameter chunk: at 4 a line, 200 continuation lines (< 255, F2008)
 
 
@@ -882,6 +883,8 @@ def translate(path, module: str | None = None) -> tuple[Translation, dict]:
                 raise NeumatInputError(f"{path}: output '{oname}' has {var.size} values per point, expected {size}")
             outs.append(f"    {target} = {var.name}(:, 1)" if target == "sig" else f"    {target} = {var.name}")
     body = "\n".join(tr.decls + tr.body + outs)
+    per_point = sum(int(d.split("(nb, ")[1].split(")")[0]) for d in tr.decls) + 2 * F + 1
+    block = max(4, min(BLOCK_MAX, BLOCK_BYTES // (8 * per_point) // 4 * 4))
 
     def kernel(name: str, nb: str, what: str) -> str:
         return f"""\
@@ -921,7 +924,7 @@ module {module}
   real(c_double), parameter :: NM_BOX_LO({F}) = {lits(lo)}
   real(c_double), parameter :: NM_BOX_HI({F}) = {lits(hi)}
   logical, parameter :: NM_CLAMP = {'.true.' if policy else '.false.'}   ! box policy: clamp (else extrapolate)
-  integer, parameter :: NM_BLOCK = {BLOCK}              ! points per block in neumat_flow_batch
+  integer, parameter :: NM_BLOCK = {block}              ! points per block in neumat_flow_batch
 
   ! ---- weights and other constants of the graph ----
 {chr(10).join(tr.params)}
