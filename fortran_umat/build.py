@@ -51,7 +51,16 @@ class BuildResult:
 
     @property
     def library_dir(self) -> Path:
+        """The folder to put on LD_LIBRARY_PATH."""
         return self.library.parent
+
+    @property
+    def library_path(self) -> Path:
+        return self.library
+
+    @property
+    def library_name(self) -> str:
+        return self.name
 
 
 def cache_root() -> Path:
