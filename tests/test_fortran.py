@@ -7,8 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import textwrap
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -35,15 +33,16 @@ VARIANTS = {          # together: every activation, residual or not, 0-2 extras,
 
 
 @pytest.fixture(scope="session")
-def cache(tmp_path_factory):
-    root = tmp_path_factory.mktemp("neumat_cache")
-    old = os.environ.get("NEUMAT_CACHE")
-    os.environ["NEUMAT_CACHE"] = str(root)
-    yield root
-    if old is None:
-        os.environ.pop("NEUMAT_CACHE", None)
-    else:
-        os.environ["NEUMAT_CACHE"] = old
+def _cache_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("neumat_cache")
+
+
+@pytest.fixture
+def cache(_cache_root, monkeypatch):
+    """NEUMAT_CACHE pointing at one folder for the whole session, set only while a test of
+    this file runs (other test files keep their own cache, e.g. the ccx build)."""
+    monkeypatch.setenv("NEUMAT_CACHE", str(_cache_root))
+    return _cache_root
 
 
 @pytest.fixture(scope="session")
