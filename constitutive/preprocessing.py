@@ -12,7 +12,8 @@ Input columns (``FeatureSpec``):
   or ``identity``;
 - extras (e.g. direction): identity;
 - engineered columns on request: ``inv_t`` (1/T), ``ln_rate`` (ln ε̇), ``ln_z`` (ln Z =
-  ln ε̇ + Q/(R T), Q in J/mol).
+  ln ε̇ + Q/(R T), Q in J/mol), ``strain_root`` (a second strain column, power-transformed with
+  β = 0.25 and a small γ = 0.01 × max strain, which resolves the steep start of a flow curve).
 
 Power transform (method.md): v = ((u + γ)^β − 1)/β per column that asks for it, β a
 hyper-parameter (default 0.5), γ = max_i |u_i| of the training column (the method's γ = max x_i
@@ -41,7 +42,8 @@ from .flownet import FlowNet
 NORMALISATIONS = ("minmax", "mean", "zscore", "rank")
 RATE_KINDS = ("log", "power", "identity")
 TEMPERATURE_KINDS = ("identity", "inv_kelvin")
-ENGINEERED = ("inv_t", "ln_rate", "ln_z")
+ENGINEERED = ("inv_t", "ln_rate", "ln_z", "strain_root")
+STRAIN_ROOT = {"beta": 0.25, "gamma_frac": 0.01}   # strain_root: ((ε + γ)^β − 1)/β, γ = 0.01 × max training strain
 OUTPUT_KINDS = ("log", "affine")
 HYBRID_MODES = ("none", "multiplicative", "additive")
 DEFAULT_Q = 300e3          # J/mol, activation energy for ln Z when no Arrhenius fit gives one
@@ -121,9 +123,13 @@ class InputTransform:
                 cols.append(dict(name="ln_rate", kind="log", feature=1))
             elif e == "ln_z":
                 cols.append(dict(name="ln_z", kind="ln_z", rate=1, temp=2, Q=float(q)))
+            elif e == "strain_root":
+                cols.append(dict(name="strain_root", kind="identity", feature=0))
         power = dict(s.power)
         if s.rate == "power":
             power.setdefault("strain_rate", 0.5)
+        if "strain_root" in s.engineered:
+            power.setdefault("strain_root", STRAIN_ROOT["beta"])
         for c in cols:
             c["power"] = {"beta": float(power[c["name"]])} if c["name"] in power else None
             c["shift"], c["scale"] = 0.0, 1.0
@@ -138,7 +144,10 @@ class InputTransform:
             if c["power"] is not None:
                 bare = dict(c, power=None)
                 u = column_values([bare], x)[:, 0]
-                c["power"]["gamma"] = _power_gamma(u)
+                if c["name"] == "strain_root":    # a root of strain: resolves the steep start of a curve
+                    c["power"]["gamma"] = STRAIN_ROOT["gamma_frac"] * max(float(u.max()), 1e-6)
+                else:
+                    c["power"]["gamma"] = _power_gamma(u)
         v = column_values(cols, x)
         norm = self.spec.normalisation
         self.rank_knots = {}

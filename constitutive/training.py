@@ -59,8 +59,11 @@ class TrainConfig:
     batch_size: int = 0                  # 0: full batch
     max_steps: int = 4000
     patience: int = 1000                 # steps without a better validation MARE
+    lm_steps: int = 0                    # Levenberg–Marquardt polish after Adam (0 = off)
+    lm_patience: int = 30                # LM iterations without a better validation MARE
     eval_every: int = 25
     points_per_curve: int = 60
+    strain_grid: str = "uniform"         # uniform | dense_start (ε = lo + (hi − lo)·u², finer at small strain)
     val_fraction: float = 0.15           # fraction of the training curves used for early stopping
     smote_ratio: float = 0.0             # synthetic points per real point
     smote_k: int = 5
@@ -126,6 +129,7 @@ class TrainConfig:
         need(self.transfer_factor >= 1.0, "transfer_factor must be >= 1")
         need(self.box_policy in ("clamp", "extrapolate"), "box_policy must be clamp or extrapolate")
         need(self.batch_size >= 0, "batch_size must be >= 0")
+        need(self.strain_grid in ("uniform", "dense_start"), "strain_grid must be uniform or dense_start")
         FeatureSpec(**self.features).validate()
 
     @classmethod
@@ -245,8 +249,13 @@ def choose_validation_curves(curves: FlowCurves, fraction: float, rng: np.random
     return np.sort(order[:n_val])
 
 
-def strain_grid(curves: FlowCurves, n: int) -> np.ndarray:
-    return np.linspace(float(curves.strain.min()), float(curves.strain.max()), int(n))
+def strain_grid(curves: FlowCurves, n: int, kind: str = "uniform") -> np.ndarray:
+    """The strains at which every training curve is resampled."""
+    lo, hi = float(curves.strain.min()), float(curves.strain.max())
+    u = np.linspace(0.0, 1.0, int(n))
+    if kind == "dense_start":
+        u = u**2
+    return lo + (hi - lo) * u
 
 
 def fit_arrhenius(curves: FlowCurves, order: int = 9) -> dict:
@@ -367,7 +376,7 @@ def fit(curves: FlowCurves, config: TrainConfig | None = None, seed: int = 0, pr
     info["outliers_flagged"] = int(flags.sum())
 
     def run(tr_curves: FlowCurves, tag: str) -> TrainedModel:
-        grid = strain_grid(curves, cfg.points_per_curve)
+        grid = strain_grid(curves, cfg.points_per_curve, cfg.strain_grid)
         tr = tr_curves.resample(grid)
         va = va_full.resample(grid) if va_full is not None else None
         in_tf = InputTransform(names, FeatureSpec(**cfg.features)).fit(x_all, q=q_mean)
@@ -422,6 +431,10 @@ def fit(curves: FlowCurves, config: TrainConfig | None = None, seed: int = 0, pr
         net.load_state_dict(best[1])
         fin = {"stopped": stopped, "steps": steps, "best_step": best[2], "best_crit_mare_pct": float(best[0]),
                "criterion": "validation MARE" if va is not None else "training MARE"}
+        if cfg.lm_steps > 0:
+            lm = _lm_polish(net, zt, tt, cfg, evaluate, history, best[0])
+            fin["lm"] = lm
+            fin["best_crit_mare_pct"] = lm["best_crit_mare_pct"]
         inf = dict(info, transfer=tinfo, fine_tune=fin, variant=tag)
         return TrainedModel(net, in_tf, out_tf, cfg, names, box_lo, box_hi, rate_floor, arrhenius,
                             history, inf)
@@ -439,6 +452,83 @@ def fit(curves: FlowCurves, config: TrainConfig | None = None, seed: int = 0, pr
             f"→ {win.info['variant']}")
         return win
     return run(tr_full, "all points")
+
+
+def _lm_polish(net, z, t, cfg: TrainConfig, evaluate, history, crit0: float) -> dict:
+    """Levenberg–Marquardt on the same RMSE objective (+ weight_decay·|θ|²), in float64, with the
+    validation MARE as early-stopping criterion; the best iterate is kept."""
+    from torch.func import functional_call, jacrev, vmap
+    net64 = copy.deepcopy(net).double().eval()
+    names = [k for k, _ in net64.named_parameters()]
+    shapes = [p.shape for _, p in net64.named_parameters()]
+    sizes = [p.numel() for _, p in net64.named_parameters()]
+    theta = torch.cat([p.detach().reshape(-1) for _, p in net64.named_parameters()])
+    z64, t64 = z.double(), t.double()
+    lam = float(cfg.weight_decay)
+
+    def unflat(th):
+        out, k = {}, 0
+        for nme, shp, sz in zip(names, shapes, sizes):
+            out[nme] = th[k:k + sz].reshape(shp)
+            k += sz
+        return out
+
+    def resid(th):
+        return functional_call(net64, unflat(th), (z64,)) - t64
+
+    def obj(r, th):
+        return float(r @ r + lam * th @ th)
+
+    def set_net(th):
+        with torch.no_grad():
+            for (nme, p), v in zip(net.named_parameters(), unflat(th).values()):
+                p.copy_(v.to(p.dtype))
+
+    def single(th, zi):
+        return functional_call(net64, unflat(th), (zi[None, :],))[0]
+
+    per_point = vmap(jacrev(single), in_dims=(None, 0))    # (n, p): one gradient per point
+
+    def jac(th):
+        return per_point(th, z64)
+    mu = 1e-3
+    best_crit, best_theta, best_it = crit0, theta.clone(), 0
+    r = resid(theta).detach()
+    f = obj(r, theta)
+    it = 0
+    for it in range(1, cfg.lm_steps + 1):
+        J = jac(theta).detach()
+        A = J.T @ J + lam * torch.eye(len(theta), dtype=J.dtype)
+        g = J.T @ r + lam * theta
+        dA = torch.diag(A).clamp_min(1e-12)
+        accepted = False
+        for _ in range(12):
+            try:
+                step = torch.linalg.solve(A + mu * torch.diag(dA), -g)
+            except RuntimeError:
+                mu *= 4
+                continue
+            th_new = theta + step
+            r_new = resid(th_new).detach()
+            f_new = obj(r_new, th_new)
+            if np.isfinite(f_new) and f_new < f:
+                theta, r, f = th_new, r_new, f_new
+                mu = max(mu / 3, 1e-9)
+                accepted = True
+                break
+            mu *= 4
+        if not accepted:
+            break
+        set_net(theta)
+        m = evaluate(net)
+        m.update(phase="lm", step=it, loss=float(np.sqrt(f / len(r))))
+        history.append(m)
+        if m["crit"] < best_crit:
+            best_crit, best_theta, best_it = m["crit"], theta.clone(), it
+        elif it - best_it > cfg.lm_patience:
+            break
+    set_net(best_theta)
+    return {"iterations": it, "best_iteration": best_it, "best_crit_mare_pct": float(best_crit)}
 
 
 def _pretrain(net, cfg: TrainConfig, arrhenius: dict, in_tf, out_tf, x_all, tr: FlowCurves, evaluate,
