@@ -323,7 +323,7 @@ def test_umat_matches_python_umat(name, temp_mode, models, cache):
     py = UmatMaterial(OnnxBackend(path), props)
     fo = CompiledUmat(build_umat(path).library, props)
     rng = np.random.default_rng(5)
-    n_plastic = n_unload = 0
+    n_plastic = n_unload = n_out_of_box = 0
     for label, incs, dts, temps in _paths(rng):
         s_p = s_f = np.zeros(6)
         v_p = v_f = np.zeros(cv.NSTATV)
@@ -345,10 +345,12 @@ def test_umat_matches_python_umat(name, temp_mode, models, cache):
             assert _rel(c_f, c_p) <= 1e-9, where
             n_plastic += v_p1[cv.SV_P] > v_p[cv.SV_P]
             n_unload += (v_p1[cv.SV_P] == v_p[cv.SV_P]) and k > 0
+            n_out_of_box = max(n_out_of_box, v_p1[cv.SV_NOUT])
             s_p, v_p, s_f, v_f = s_p1, v_p1, s_f1, v_f1
             stran = stran + de
             t_prev = t_end
     assert n_plastic > 50 and n_unload >= 3          # both branches were exercised
+    assert n_out_of_box > 0                          # and the out-of-box count
 
 
 def test_umat_temperature_conventions_agree(models, cache):
