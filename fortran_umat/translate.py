@@ -622,12 +622,24 @@ class _Translator:
         mv = "m" if M > 1 else "0"
         if M > 1:
             self.emit(f"do m = 0, {M - 1}")
-        self.emit(f"  do n = 0, {N - 1}")
-        self.emit(f"    {v.name}(:, {mv} * {N} + n + 1) = 0.0d0")
+        acc = f"{v.name}(:, {mv} * {N} + n + 1) = {v.name}(:, {mv} * {N} + n + 1) + {eb('k', 'n')} * {ea(mv, 'k')}"
+        # same sums in the same k order both ways; the loop order suits the layout: one point
+        # -> the n loop innermost (contiguous, vectorised), a block -> the points innermost
+        self.emit("  if (nb == 1) then")
+        self.emit(f"    {v.name}(:, {mv} * {N} + 1:{mv} * {N} + {N}) = 0.0d0")
         self.emit(f"    do k = 0, {K - 1}")
-        self.emit(f"      {v.name}(:, {mv} * {N} + n + 1) = {v.name}(:, {mv} * {N} + n + 1) + {eb('k', 'n')} * {ea(mv, 'k')}")
+        self.emit(f"      do n = 0, {N - 1}")
+        self.emit(f"        {acc}")
+        self.emit("      end do")
         self.emit("    end do")
-        self.emit("  end do")
+        self.emit("  else")
+        self.emit(f"    do n = 0, {N - 1}")
+        self.emit(f"      {v.name}(:, {mv} * {N} + n + 1) = 0.0d0")
+        self.emit(f"      do k = 0, {K - 1}")
+        self.emit(f"        {acc}")
+        self.emit("      end do")
+        self.emit("    end do")
+        self.emit("  end if")
         if M > 1:
             self.emit("end do")
         if node.op_type == "Gemm":
