@@ -326,15 +326,17 @@ def _rel(a, b):
     return np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300)
 
 
-@pytest.mark.parametrize("name,temp_mode", [("elu-residual", 1), ("tanh-plain-1extra", 0),
-                                            ("softplus-hybrid-additive", 1), ("relu-hybrid-multiplicative", 0)])
-def test_umat_matches_python_umat(name, temp_mode, models, cache):
+@pytest.mark.parametrize("name,temp_mode,rate_floor", [
+    ("elu-residual", 1, 0.0), ("tanh-plain-1extra", 0, 0.0),
+    ("softplus-hybrid-additive", 1, 0.05), ("relu-hybrid-multiplicative", 0, 0.02)])
+def test_umat_matches_python_umat(name, temp_mode, rate_floor, models, cache):
+    """PROPS(4) rate floor: 0 = the model's, > 0 an override (1/s)."""
     from fem_bridge.backends import OnnxBackend
     from fem_bridge.umat import UmatMaterial
     from fortran_umat.build import build_umat
     from fortran_umat.compiled import CompiledUmat
     net, path = models[name]
-    props = [E_MPA, NU, temp_mode, 0.0] + [1.0] * (net.n_features - 3)
+    props = [E_MPA, NU, temp_mode, rate_floor] + [1.0] * (net.n_features - 3)
     py = UmatMaterial(OnnxBackend(path), props)
     fo = CompiledUmat(build_umat(path).library, props)
     rng = np.random.default_rng(5)
