@@ -150,8 +150,12 @@ def native_variant(build):
             raise RuntimeError(f"native build failed: {r.stderr[-1000:]}")
 
     folder = cached_build("native\0" + _file_hash(src) + "\0" + " ".join(flags), make)
-    kw = {("library_path" if hasattr(build, "library_path") else "library"): folder / lib_name}
-    return dataclasses.replace(build, **kw) if dataclasses.is_dataclass(build) else build
+    names = {f.name for f in dataclasses.fields(build)} if dataclasses.is_dataclass(build) else set()
+    if "library" in names:
+        return dataclasses.replace(build, library=folder / lib_name)
+    if "library_path" in names:
+        return dataclasses.replace(build, library_path=folder / lib_name)
+    raise RuntimeError(f"cannot make a variant of {type(build).__name__}")
 
 
 def _reason(exc: BaseException) -> str:
@@ -289,7 +293,7 @@ class Settings:
     repeats: int
     target_s: float          # duration of one timing sample
     max_total_s: float       # budget per (path, threads, N)
-    memory_child: bool       # ru_maxrss in a fresh process at the largest N (full mode)
+    memory_child: bool       # peak RSS in a fresh process at the largest N (full mode)
     umat_nsteps: int
     umat_npaths: int
     umat_nrep: int
@@ -631,8 +635,8 @@ def _cost_table_md(doc: dict) -> list[str]:
                 p = e["points"][0]
             cells.append(_fmt_t(p["min_s_per_point"]) if p else "–")
         mem = e.get("memory", {})
-        m = mem.get("maxrss_delta_bytes_per_point", mem.get("tracemalloc_peak_bytes_per_point"))
-        mtxt = "–" if m is None else f"{m:.0f} B" + (" (RSS)" if "maxrss_delta_bytes_per_point" in mem else " (traced)")
+        m = mem.get("peak_rss_delta_bytes_per_point", mem.get("tracemalloc_peak_bytes_per_point"))
+        mtxt = "–" if m is None else f"{m:.0f} B" + (" (RSS)" if "peak_rss_delta_bytes_per_point" in mem else " (traced)")
         lines.append(f"| {e['model']} | {e['path']} | {e['threads']} | " + " | ".join(cells) + f" | {mtxt} |")
     return lines
 
@@ -755,7 +759,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "is the default folder, otherwise none)")
     p.add_argument("--no-readme", action="store_true", help="do not touch any README")
     p.add_argument("--no-memory-child", action="store_true",
-                   help="skip the ru_maxrss measurement in fresh child processes (full mode)")
+                   help="skip the peak-RSS measurement in fresh child processes (full mode)")
     p.add_argument("--keep-build", default=None, metavar="DIR",
                    help="keep the exported ONNX files, generated Fortran and driver in DIR")
 
@@ -847,8 +851,9 @@ def run(args) -> int:
                        "inside Fortran with system_clock (int64) over all calls of a repeat."),
         memory_method=("tracemalloc: peak bytes allocated through Python/numpy allocators during one call at the "
                        "largest N, above the traced memory before it, per point (does not see onnxruntime's own "
-                       "arena or Fortran stack); RSS (full mode): rise of ru_maxrss over one call at the largest N "
-                       "in a fresh child process (python -m benchmarks.latency_mem), per point — sees everything."),
+                       "arena or Fortran stack); RSS (full mode): rise of the peak resident set (VmHWM, after resetting "
+                       "it through /proc/self/clear_refs) over the resident set before one call at the largest N, in a "
+                       "fresh child process (python -m benchmarks.latency_mem), per point — sees native allocations too."),
         loading=dict(E_MPa=lm.E_MPA, nu=lm.NU, temperature_c=lm.TEMPERATURE_C, strain_rate=lm.STRAIN_RATE,
                      strain_per_increment=lm.DEPS, strain_increment_voigt=lm.strain_increment().tolist(),
                      dt_s=lm.time_increment()),
@@ -1197,7 +1202,7 @@ def memory_children(ctx: ModelContext, st: Settings, paths: list[dict]) -> None:
             if res.returncode != 0:
                 raise RuntimeError(res.stderr.strip().splitlines()[-1] if res.stderr.strip() else f"exit {res.returncode}")
             r = json.loads(res.stdout.strip().splitlines()[-1])
-            e.setdefault("memory", {}).update(maxrss_delta_bytes_per_point=r["delta_bytes"] / n,
-                                              maxrss_n=n, maxrss_baseline_bytes=r["baseline_bytes"])
+            e.setdefault("memory", {}).update(peak_rss_delta_bytes_per_point=r["delta_bytes"] / n,
+                                              peak_rss_n=n, rss_before_bytes=r["baseline_bytes"])
         except Exception as exc:
-            e.setdefault("memory", {})["maxrss_error"] = _reason(exc)
+            e.setdefault("memory", {})["peak_rss_error"] = _reason(exc)

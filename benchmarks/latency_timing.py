@@ -69,5 +69,37 @@ def traced_peak_bytes(fn: Callable[[], object]) -> int:
 
 
 def maxrss_bytes() -> int:
-    """Peak resident set size of this process so far (Linux: ru_maxrss is in KiB)."""
+    """Peak resident set size of this process so far (Linux: ru_maxrss is in KiB). Beware: on
+    Linux it is inherited across exec from a big parent; ``peak_rss`` below is not."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _status_kib(field: str) -> int | None:
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark (VmHWM) to the current RSS (Linux ≥ 4.0)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def rss_bytes() -> int | None:
+    v = _status_kib("VmRSS")
+    return None if v is None else v * 1024
+
+
+def peak_rss_bytes() -> int | None:
+    """Peak resident set size since the last reset (VmHWM), bytes."""
+    v = _status_kib("VmHWM")
+    return None if v is None else v * 1024
