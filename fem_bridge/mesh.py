@@ -17,9 +17,10 @@ Inputs (each a field name or a constant):
 | stress           | MPa  | 6 (Voigt, Abaqus order) | update (default 0) |
 | state            | -    | 9 (STATEV layout of ``fem_bridge.conventions``) | update (default 0) |
 
-Cell data may carry several quadrature points per cell: scalars (n_cells, n_qp), 6-vectors
-(n_cells, n_qp, 6); the outputs then have the same layout (XDMF accepts (n, n_qp, 6), not
-(n, 6·n_qp)).
+Cell data may carry several quadrature points per cell: scalars (n_cells, n_qp) or
+(n_cells, n_qp, 1), 6-vectors (n_cells, n_qp, 6); the outputs then have the same layout. XDMF
+accepts 2-D attributes of widths 1, 2, 3, 6, 9 and 3-D arrays only, so per-quadrature-point
+scalars go to XDMF as (n_cells, n_qp, 1) and tensors as (n_cells, n_qp, 6), never (n, 6·n_qp).
 
 Outputs, flow-stress mode:
 
@@ -40,7 +41,7 @@ Outputs, update mode (``strain_increment`` and ``dt`` given; ``fem_bridge.j2.int
 | ``status``                    | -   | 0 ok, 1 step cut requested, 2 bad input (state/stress unchanged there) |
 | ``pnewdt``                    | -   | suggested time-step ratio (Abaqus PNEWDT) |
 
-Memory: the rows are processed in chunks (default 2**18); besides the mesh itself only the
+Memory: the rows are processed in chunks (default 2**16); besides the mesh itself only the
 input fields and the output fields are held, so 10⁷ points in flow-stress mode stay well below
 2 GB (see ``neumat mesh --help``).
 """
@@ -56,7 +57,7 @@ from constitutive.errors import NeumatInputError
 
 from . import conventions as cv
 
-DEFAULT_CHUNK = 2 ** 18
+DEFAULT_CHUNK = 2 ** 16
 FLOW_STRESS = "flow_stress_MPa"
 OUT_OF_BOX = "out_of_box"
 STRESS, MISES, PEEQ, STATE, STATUS, PNEWDT = (
@@ -77,18 +78,115 @@ def read_mesh(path: str | Path):
         raise NeumatInputError(f"mesh file {p} not found")
     try:
         return meshio.read(p)
-    except Exception as exc:  # meshio raises many types (ReadError, KeyError, ValueError, ...)
-        raise NeumatInputError(f"cannot read mesh {p}: {type(exc).__name__}: {exc}") from None
+    except (Exception, SystemExit) as exc:   # meshio raises many types, and exits on unreadable files
+        detail = f"{type(exc).__name__}: {exc}" if not isinstance(exc, SystemExit) else "not a readable mesh"
+        raise NeumatInputError(f"cannot read mesh {p} ({detail}; meshio formats by suffix: "
+                               ".vtu, .vtk, .xdmf, .msh, ...)") from None
+
+
+XDMF_WIDTHS = (1, 2, 3, 6, 9)
 
 
 def write_mesh(path: str | Path, mesh) -> None:
+    """meshio.write with clear errors. XDMF holds 2-D attributes of widths 1, 2, 3, 6, 9 only:
+    other widths (e.g. (n_cells, n_qp) scalars) are written as (n, width, 1)."""
     import meshio
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
+    if p.suffix.lower() in (".xdmf", ".xmf"):
+        for name, blocks in mesh.cell_data.items():
+            mesh.cell_data[name] = [b[:, :, None] if (b.ndim == 2 and b.shape[1] not in XDMF_WIDTHS) else b
+                                    for b in blocks]
+        for name, a in mesh.point_data.items():
+            if a.ndim == 2 and a.shape[1] not in XDMF_WIDTHS:
+                mesh.point_data[name] = a[:, :, None]
     try:
-        meshio.write(p, mesh)
-    except Exception as exc:
+        if p.suffix.lower() == ".vtu" and _streamable(mesh):
+            write_vtu_raw(p, mesh)
+        else:
+            meshio.write(p, mesh)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise NeumatInputError(f"cannot write mesh {p}: {type(exc).__name__}: {exc}") from None
+
+
+_VTK_TYPES = {"Float64": np.float64, "Float32": np.float32, "Int64": np.int64, "Int32": np.int32,
+              "Int16": np.int16, "Int8": np.int8, "UInt64": np.uint64, "UInt32": np.uint32,
+              "UInt16": np.uint16, "UInt8": np.uint8}
+
+
+def _vtk_type(a: np.ndarray) -> str:
+    for name, t in _VTK_TYPES.items():
+        if a.dtype == t:
+            return name
+    raise TypeError(f"array of dtype {a.dtype} cannot go to VTU")
+
+
+def _streamable(mesh) -> bool:
+    from meshio._vtk_common import meshio_to_vtk_type
+    if any(b.type not in meshio_to_vtk_type or b.type.startswith("polyhedron") for b in mesh.cells):
+        return False
+    arrays = list(mesh.point_data.values()) + [b for v in mesh.cell_data.values() for b in v]
+    return all(np.asarray(a).dtype in [np.dtype(t) for t in _VTK_TYPES.values()] for a in arrays)
+
+
+def write_vtu_raw(path: Path, mesh) -> None:
+    """VTU with raw appended binary data, written array by array. meshio's own VTU writer keeps
+    every array base64-encoded in an XML tree until the end (2.5 GB peak for 10⁷ points with 8
+    fields); this one holds no copy beyond one cell block's offsets. meshio reads the result.
+    Arrays of more than 2 dimensions are stored flattened per point/cell (as meshio does)."""
+    from meshio._vtk_common import meshio_to_vtk_order, meshio_to_vtk_type
+    blocks = []                          # (header xml, writer callable) in order of the offsets
+    offset = 0
+
+    def add(attrs: str, arr_or_parts) -> str:
+        nonlocal offset
+        parts = arr_or_parts if isinstance(arr_or_parts, list) else [arr_or_parts]
+        nbytes = sum(int(a.nbytes) for a in parts)
+        tag = f'<DataArray {attrs} format="appended" offset="{offset}"/>'
+        blocks.append(parts)
+        offset += 8 + nbytes
+        return tag
+
+    def flat(a):
+        a = np.asarray(a)
+        return a.reshape(len(a), -1) if a.ndim > 1 else a
+
+    def comps(a):
+        return f' NumberOfComponents="{a.shape[1]}"' if a.ndim == 2 else ""
+
+    pts = np.asarray(mesh.points)
+    if pts.shape[1] == 2:
+        pts = np.column_stack([pts, np.zeros(len(pts))])
+    n_cells = sum(len(b.data) for b in mesh.cells)
+    xml = ['<?xml version="1.0"?>',
+           '<VTKFile type="UnstructuredGrid" version="1.0" byte_order="LittleEndian" header_type="UInt64">',
+           "<UnstructuredGrid>", f'<Piece NumberOfPoints="{len(pts)}" NumberOfCells="{n_cells}">',
+           "<Points>", add(f'type="{_vtk_type(pts)}" NumberOfComponents="3"', pts), "</Points>", "<Cells>"]
+    conn, offs, types, end = [], [], [], 0
+    for b in mesh.cells:
+        d = np.asarray(b.data, dtype=np.int64)
+        order = meshio_to_vtk_order(b.type)
+        conn.append(d[:, order] if order is not None else d)
+        offs.append(end + d.shape[1] * np.arange(1, len(d) + 1, dtype=np.int64))
+        end += d.size
+        types.append(np.full(len(d), meshio_to_vtk_type[b.type], dtype=np.uint8))
+    xml += [add('type="Int64" Name="connectivity"', conn), add('type="Int64" Name="offsets"', offs),
+            add('type="UInt8" Name="types"', types), "</Cells>", "<PointData>"]
+    for name, a in mesh.point_data.items():
+        a = flat(a)
+        xml.append(add(f'type="{_vtk_type(a)}" Name="{name}"{comps(a)}', a))
+    xml += ["</PointData>", "<CellData>"]
+    for name, bl in mesh.cell_data.items():
+        parts = [flat(x) for x in bl]
+        xml.append(add(f'type="{_vtk_type(parts[0])}" Name="{name}"{comps(parts[0])}', parts))
+    xml += ["</CellData>", "</Piece>", "</UnstructuredGrid>", '<AppendedData encoding="raw">']
+    with open(path, "wb") as fh:
+        fh.write(("\n".join(xml) + "\n_").encode())
+        for parts in blocks:
+            fh.write(np.uint64(sum(int(a.nbytes) for a in parts)).tobytes())
+            for a in parts:
+                fh.write(np.ascontiguousarray(a).astype(a.dtype.newbyteorder("<"), copy=False).data)
+        fh.write(b"\n</AppendedData>\n</VTKFile>\n")
 
 
 def _available(mesh) -> str:
@@ -198,10 +296,12 @@ class _Inputs:
             self._fix_k(name, 1, True)
         elif a.ndim == 2 and (a.shape[1] == 1 or self.layout.location == "cells"):
             self._fix_k(name, a.shape[1], a.shape[1] == 1 and self.layout.scalar_1d)
+        elif a.ndim == 3 and a.shape[2] == 1 and self.layout.location == "cells":
+            self._fix_k(name, a.shape[1], False)          # XDMF's form of per-point scalars
         else:
             raise NeumatInputError(f"{self.path}: field '{name}' for the {what.replace('_', ' ')} has shape "
                                    f"{a.shape}; expected a scalar per {self.layout.location[:-1]}: ({n},)"
-                                   + (f" or ({n}, n_qp)" if self.layout.location == "cells" else ""))
+                                   + (f", ({n}, n_qp) or ({n}, n_qp, 1)" if self.layout.location == "cells" else ""))
         return np.asarray(a, dtype=float).reshape(-1)
 
     def tensor(self, what: str, spec, width: int) -> np.ndarray:
