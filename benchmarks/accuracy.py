@@ -51,7 +51,7 @@ GOALS = {"full": 0.6, "interp": 1.2, "extrap": 3.0, "learning_curve_12": 2.5}
 # The networks of the benchmark (TrainConfig overrides). Chosen from method.md and the fit on
 # training curves; the held-out curves play no part.
 _COMMON = dict(lr=1e-2, lr_final=1e-3, max_steps=1500, patience=1000, points_per_curve=60,
-               val_fraction=0.15, eval_every=50, lm_steps=150, lm_patience=25,
+               val_fraction=0.15, eval_every=50, lm_steps=300, lm_patience=30,
                transfer_max_steps=1500, transfer_lr=1e-2)
 RESNET = dict(_COMMON, spec="3-R-16-A-8-A-R-1", activation="tanh")
 NETWORKS = {
@@ -70,7 +70,7 @@ QUICK_OVERRIDES = dict(max_steps=150, patience=100, transfer_max_steps=100, poin
 
 def add_arguments(p) -> None:
     p.add_argument("--quick", action="store_true",
-                   help="tiny settings (seconds per fit, 1 seed, 2 protocols, 2 learning-curve sizes); "
+                   help="tiny settings (seconds per fit, 1 seed, the interp protocol, learning-curve size 6 only); "
                         "results go to --out, never over the committed JSON unless --out says so")
     p.add_argument("--seeds", type=int, default=3, help="seeds per network (default 3)")
     p.add_argument("--jobs", type=int, default=2, help="parallel worker processes (default 2)")
@@ -146,14 +146,17 @@ def run(args) -> int:
     quick = bool(args.quick)
     seeds = list(range(1 if quick else max(1, args.seeds)))
     out_path = Path(args.out) if args.out else (RESULTS / ("accuracy_quick.json" if quick else "accuracy.json"))
-    protocols = {k: PROTOCOLS[k] for k in (("full", "interp") if quick else PROTOCOLS)}
-    sizes = (6, 12) if quick else LC_SIZES
+    protocols = {k: PROTOCOLS[k] for k in (("interp",) if quick else PROTOCOLS)}
+    sizes = (6,) if quick else LC_SIZES
     networks = {k: dict(v, **QUICK_OVERRIDES) if quick else dict(v) for k, v in NETWORKS.items()}
     t_start = time.perf_counter()
     curves = _load()
     all_conds = [tuple(float(v) for v in c[:2]) for c in curves.conditions()]
 
-    result = {"dataset": DATASET, "quick": quick, "seeds": seeds, "networks": networks,
+    from constitutive.training import TrainConfig
+    result = {"dataset": DATASET, "quick": quick, "seeds": seeds,
+              "networks": {k: TrainConfig.from_dict(v).to_dict() for k, v in networks.items()},
+              "full_protocol_overrides": FULL_OVERRIDES,
               "goals_mare_pct": GOALS, "published_mare_pct": PUBLISHED,
               "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                           "cpu_count": os.cpu_count(), "jobs": args.jobs},
@@ -241,7 +244,39 @@ def run(args) -> int:
     print(f"total {result['seconds_total']:.0f} s; wrote {out_path}")
     if not args.no_plots:
         write_plots(result, plot_data, curves, out_path.parent, prefix="accuracy_quick" if quick else "accuracy")
+    if not quick and args.out is None:
+        update_readme(result)
     return 0
+
+
+README = Path(__file__).resolve().parent / "README.md"
+MARK_START, MARK_END = "<!-- accuracy:start -->", "<!-- accuracy:end -->"
+
+
+def readme_section(result: dict) -> str:
+    m = result["machine"]
+    goals = result["goals_mare_pct"]
+    lines = [MARK_START, "## Accuracy of the networks (gleeble_3cr2mo)", "",
+             "`neumat benchmark accuracy` (code: `benchmarks/accuracy.py`, results: `results/accuracy.json`, "
+             "plots `results/accuracy_*.png`). MARE in %; networks: mean ± std over "
+             f"{len(result['seeds'])} seeds; points at strain 0 excluded (as for the baselines). "
+             "Published figures (Tize Mha et al. 2023, anchors.md) in italics.", "",
+             markdown_table(result), "",
+             f"Goals: full ≤ {goals['full']} %, interp ≤ {goals['interp']} %, extrap ≤ {goals['extrap']} %, "
+             f"learning curve at 12 curves ≤ {goals['learning_curve_12']} %.", "",
+             f"Run: {result['seconds_total'] / 60:.1f} min on {m['cpu_count']} CPU cores ({m['jobs']} worker "
+             f"processes, 1 torch thread each), {m['platform']}, machine shared with other jobs.",
+             MARK_END]
+    return "\n".join(lines)
+
+
+def update_readme(result: dict, path: Path = README) -> None:
+    """Replace only the accuracy section of benchmarks/README.md."""
+    text = path.read_text()
+    a, b = text.find(MARK_START), text.find(MARK_END)
+    if a < 0 or b < 0:
+        return
+    path.write_text(text[:a] + readme_section(result) + text[b + len(MARK_END):])
 
 
 def _report(r, done, total, t0):
