@@ -423,29 +423,29 @@ def _goal_value(paths: list[dict], model: str, key: str) -> tuple[float, float, 
     """(min, median, where) seconds for a goal: the best thread count for batch goals."""
     best = None
 
-    def consider(vmin, vmed, where):
+    def consider(vmin, vmed, where, cpu=None):
         nonlocal best
         if best is None or vmin < best[0]:
-            best = (vmin, vmed, where)
+            best = (vmin, vmed, where, cpu)
 
-    if key == "umat":
-        for e in _find(paths, model, "umat_fortran_loop"):
-            consider(e["points"][0]["min_s_per_point"], e["points"][0]["median_s_per_point"], "per call")
-    elif key == "callback":
-        for e in _find(paths, model, "umat_python_callback"):
-            consider(e["points"][0]["min_s_per_point"], e["points"][0]["median_s_per_point"], "per call")
+    if key in ("umat", "callback"):
+        for e in _find(paths, model, "umat_fortran_loop" if key == "umat" else "umat_python_callback"):
+            p = e["points"][0]
+            consider(p["min_s_per_point"], p["median_s_per_point"], "per call", p.get("cpu_min_s_per_point"))
     elif key == "compiled_batch":
         for e in _find(paths, model, "compiled"):
             pts = [p for p in e["points"] if p["n"] >= 10**4]
             if pts:
                 w = max(pts, key=lambda p: p["min_s_per_point"])
-                consider(w["min_s_per_point"], w["median_s_per_point"], f"{e['threads']} thread(s), worst N = {w['n']:.0e}")
+                consider(w["min_s_per_point"], w["median_s_per_point"], f"{e['threads']} thread(s), worst N = {w['n']:.0e}",
+                         w.get("cpu_min_s_per_point"))
     elif key in ("onnx_batch", "integrate_compiled"):
         path = "onnxruntime" if key == "onnx_batch" else "integrate_compiled"
         for e in _find(paths, model, path):
             p = _at(e, 10**5)
             if p:
-                consider(p["min_s_per_point"], p["median_s_per_point"], f"{e['threads']} thread(s)")
+                consider(p["min_s_per_point"], p["median_s_per_point"], f"{e['threads']} thread(s)",
+                         p.get("cpu_min_s_per_point"))
     return best
 
 
@@ -458,7 +458,7 @@ def evaluate_goals(paths: list[dict], models: list[str], profiles: dict) -> list
             if v is None:
                 row.update(reached=None, note="not measured (path unavailable or N not reached in this mode)")
             else:
-                row.update(min_s=v[0], median_s=v[1], where=v[2], reached=bool(v[0] <= target))
+                row.update(min_s=v[0], median_s=v[1], where=v[2], cpu_min_s=v[3], reached=bool(v[0] <= target))
                 if not row["reached"]:
                     row["time_goes"] = profiles.get(model, {}).get(key, {}).get("summary", "")
             rows.append(row)
@@ -593,7 +593,7 @@ def plot(doc: dict, path: Path) -> None:
 
 
 def _goal_rows_md(doc: dict) -> list[str]:
-    lines = ["| goal | model | measured min / median | target | verdict | where the time goes |",
+    lines = ["| goal | model | measured: wall min / median (CPU min) | target | verdict | where the time goes |",
              "| --- | --- | --- | --- | --- | --- |"]
     for g in doc["goals"]:
         if g["goal"] == "flat":
@@ -601,7 +601,8 @@ def _goal_rows_md(doc: dict) -> list[str]:
         if g["reached"] is None:
             meas, verdict = "–", "not measured"
         else:
-            meas = f"{_fmt_t(g['min_s'])} / {_fmt_t(g['median_s'])} ({g['where']})"
+            cpu = f"; CPU {_fmt_t(g['cpu_min_s'])}" if g.get("cpu_min_s") else ""
+            meas = f"{_fmt_t(g['min_s'])} / {_fmt_t(g['median_s'])} ({g['where']}{cpu})"
             verdict = "**reached**" if g["reached"] else "**missed**"
         lines.append(f"| {g['text']} | {g['model']} | {meas} | {_fmt_t(g['target_s'])} | {verdict} | "
                      f"{g.get('time_goes', '') or g.get('note', '')} |")
@@ -682,8 +683,20 @@ def readme_section(doc: dict, plot_name: str) -> str:
              f"onnxruntime {v['onnxruntime']}, torch {v['torch']}, {v['gfortran']}. "
              f"Load average before/after: {doc['load']['before']['loadavg_1_5_15']} / {doc['load']['after']['loadavg_1_5_15']} "
              f"(machine shared with other work; figures are the minimum of {doc['settings']['repeats']} repeats, "
-             f"medians in `results/latency.json`). Verdicts use the minimum.", ""]
+             f"medians in `results/latency.json`). Verdicts use the wall-clock minimum; the process CPU time "
+             f"(all threads) is given beside it because other work on the machine inflates wall time.", ""]
+    g = doc.get("git", {})
+    if g.get("commit"):
+        lines += [f"Code measured: commit {g['commit'][:10]}"
+                  + (f" with uncommitted changes in {', '.join(g['modified_files'])}" if g.get("modified_files") else "")
+                  + ".", ""]
     lines += _goal_rows_md(doc) + [""] + _cost_table_md(doc) + [""] + _anchor_md(doc)
+    lines += ["", "Paths that are not the product, measured to show what a change would reach on this machine: "
+              "`reference_kernel` (scalar straight-line Fortran written by the benchmark from the FlowNet, the "
+              "product's flags), `reference_kernel_simd` (the same on blocks of 32 points, `-march=native`), "
+              "`compiled_native` / `umat_fortran_loop_native` (the product's generated code with `-march=native` "
+              "added), `umat_compiled_prebound` (the compiled UMAT from Python with every ctypes argument bound once). "
+              "Per-call paths (callbacks, Fortran loop) appear in the N = 1 column."]
     lines += ["", f"![cost per point against N](results/{plot_name})", "",
               "Method: " + doc["timing_method"], "", "Memory: " + doc["memory_method"]]
     return "\n".join(lines)
@@ -789,6 +802,7 @@ def run(args) -> int:
     if args.model and not Path(args.model).exists():
         raise NeumatInputError(f"--model {args.model}: no such run folder or model.json")
     load_before = load_now()
+    git_before = git_state()                      # the code measured is the code at the start
     t_start = time.perf_counter()
     paths: list[dict] = []
     profiles: dict = {}
@@ -837,7 +851,7 @@ def run(args) -> int:
     doc = dict(
         format=FORMAT, quick=st.quick,
         date=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        machine=machine_info(), versions=library_versions(), git=git_state(),
+        machine=machine_info(), versions=library_versions(), git=git_before,
         load=dict(before=load_before, after=load_now()),
         wall_time_s=round(time.perf_counter() - t_start, 1),
         settings=dict(n_values=st.ns, threads=st.threads, repeats=st.repeats, target_sample_s=st.target_s,
