@@ -266,10 +266,52 @@ def readme_section(result: dict) -> str:
              markdown_table(result), "",
              f"Goals: full ≤ {goals['full']} %, interp ≤ {goals['interp']} %, extrap ≤ {goals['extrap']} %, "
              f"learning curve at 12 curves ≤ {goals['learning_curve_12']} %.", "",
+             *verdicts(result), "",
              f"Run: {result['seconds_total'] / 60:.1f} min on {m['cpu_count']} CPU cores ({m['jobs']} worker "
              f"processes, 1 torch thread each), {m['platform']}, machine shared with other jobs.",
              MARK_END]
     return "\n".join(lines)
+
+
+NETS = ("mlp_sigmoid", "resnet", "resnet_transfer", "hybrid")
+
+
+def verdicts(result: dict) -> list[str]:
+    """Which goal is met by which network, computed from the result (no figures typed in)."""
+    goals, out = result["goals_mare_pct"], []
+    for p, part in (("full", "all"), ("interp", "heldout"), ("extrap", "heldout")):
+        models = result["protocols"].get(p, {}).get("models", {})
+        nets = {m: models[m][part]["mare_pct"] for m in NETS if m in models and models[m].get(part)}
+        if not nets:
+            continue
+        best = min(nets, key=nets.get)
+        arr = models.get("arrhenius", {}).get(part, {}).get("mare_pct")
+        gap = nets[best] - goals[p]
+        state = "met" if gap <= 0 else f"missed by {gap:.2f} points"
+        out.append(f"- `{p}`: best network {LABELS[best]} {nets[best]:.2f} % (goal {goals[p]} %: {state}; "
+                   f"our Arrhenius {arr:.2f} %). Per network: "
+                   + ", ".join(f"{LABELS[m]} {v:.2f}" for m, v in nets.items()) + ".")
+    lc = result.get("learning_curve")
+    if lc and "resnet_transfer" in lc["models"]:
+        tl = lc["models"]["resnet_transfer"]
+        v12 = tl.get("12", {}).get("heldout", {}).get("mare_pct")
+        if v12 is not None:
+            gap = v12 - goals["learning_curve_12"]
+            out.append(f"- learning curve, 12 curves: transfer net {v12:.2f} % (goal {goals['learning_curve_12']} %: "
+                       + ("met" if gap <= 0 else f"missed by {gap:.2f} points") + ").")
+        for rival in ("arrhenius", "mlp_sigmoid"):
+            beats = [n for n in lc["sizes"] if tl.get(str(n), {}).get("heldout") and
+                     lc["models"].get(rival, {}).get(str(n), {}).get("heldout") and
+                     tl[str(n)]["heldout"]["mare_pct"] < lc["models"][rival][str(n)]["heldout"]["mare_pct"]]
+            out.append(f"- transfer net beats {LABELS[rival]} at {', '.join(map(str, beats)) or 'no'} of "
+                       f"{', '.join(map(str, lc['sizes']))} training curves.")
+    for p in ("interp", "extrap"):
+        models = result["protocols"].get(p, {}).get("models", {})
+        if "hybrid" in models and "resnet_transfer" in models:
+            h, t = models["hybrid"]["heldout"]["mare_pct"], models["resnet_transfer"]["heldout"]["mare_pct"]
+            out.append(f"- hybrid vs transfer on `{p}` held-out curves: {'hybrid' if h < t else 'transfer'} wins "
+                       f"({h:.2f} vs {t:.2f} %).")
+    return out
 
 
 def update_readme(result: dict, path: Path = README) -> None:
