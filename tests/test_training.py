@@ -175,3 +175,14 @@ def test_benchmark_accuracy_quick(tmp_path):
             "hybrid"} <= set(m)
     assert m["hybrid"]["heldout"]["mare_pct"] > 0
     assert res["learning_curve"]["order"][:4] == [[1050.0, 0.001], [1050.0, 5.0], [1250.0, 0.001], [1250.0, 5.0]]
+
+
+def test_outlier_keep_drop_comparison_is_reported():
+    fc = law_curves(TRAIN + [(1050, 0.1), (1000, 1.0)])
+    i = fc.curve_points(0)[10]
+    fc.stress[i] *= 1.6                              # one spike
+    m = fit(fc, tiny_config(transfer=False, outliers="compare", val_fraction=0.2, max_steps=60), seed=0)
+    comp = m.info["outlier_comparison"]
+    assert comp["flagged_points"] >= 1
+    assert comp["chosen"] in ("outliers kept", "outliers dropped")
+    assert min(comp["val_mare_pct_kept"], comp["val_mare_pct_dropped"]) == m.info["fine_tune"]["best_crit_mare_pct"]
