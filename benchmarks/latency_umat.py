@@ -25,7 +25,6 @@ import statistics
 import subprocess
 from pathlib import Path
 
-import numpy as np
 
 from . import latency_models as lm
 
