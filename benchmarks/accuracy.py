@@ -310,9 +310,12 @@ def verdicts(result: dict) -> list[str]:
     for p in ("interp", "extrap"):
         models = result["protocols"].get(p, {}).get("models", {})
         if "hybrid" in models and "resnet_transfer" in models:
-            h, t = models["hybrid"]["heldout"]["mare_pct"], models["resnet_transfer"]["heldout"]["mare_pct"]
-            out.append(f"- hybrid vs transfer on `{p}` held-out curves: {'hybrid' if h < t else 'transfer'} wins "
-                       f"({h:.2f} vs {t:.2f} %).")
+            hh, tt = models["hybrid"]["heldout"], models["resnet_transfer"]["heldout"]
+            h, t = hh["mare_pct"], tt["mare_pct"]
+            close = abs(h - t) < max(hh.get("mare_pct_std", 0.0), tt.get("mare_pct_std", 0.0))
+            out.append(f"- hybrid vs transfer on `{p}` held-out curves: {'hybrid' if h < t else 'transfer'} "
+                       f"{'ahead, within the seed scatter' if close else 'wins'} "
+                       f"({h:.3f} ± {hh.get('mare_pct_std', 0):.2f} vs {t:.3f} ± {tt.get('mare_pct_std', 0):.2f} %).")
     return out
 
 
