@@ -31,7 +31,7 @@ def register(sub) -> None:
 
 
 def _steps(out: Path, quick: bool, seed: int) -> list[tuple[str, list[str]]]:
-    from fortran_umat.ccx import ccx_available
+    from fortran_umat.ccx import CcxNotBuilt, ccx_binary
     from .synthetic import DZ411_TEST_CONDITIONS
     heldout = ",".join(f"{t:g}:{r:g}:{d:g}" for t, r, d in DZ411_TEST_CONDITIONS)
     run, onnx = out / "run", out / "model.onnx"
@@ -53,10 +53,39 @@ def _steps(out: Path, quick: bool, seed: int) -> list[tuple[str, list[str]]]:
                       "--extra", "direction=0", "--increments", "20", "--out", str(out / "simulate")]),
         ("umat", ["umat", str(onnx), "--out", str(out / "umat")]),
     ]
-    if ccx_available():
+    try:
+        ccx_binary()
         steps.append(("ccx", ["ccx", "--model", str(onnx), "--temperature", "1000", "--strain-rate", "0.1",
-                              "--props-extra", "0", "--out", str(out / "ccx")]))
+                              "--extras", "0", "--compare-plastic", "--compare-bridge",
+                              "--out", str(out / "ccx")]))
+    except CcxNotBuilt as exc:
+        print(f"(skipping the CalculiX step: {exc})")
     return steps
+
+
+def _figures(out: Path) -> list[str]:
+    """Key figures of the run, read back from the files the steps wrote."""
+    import json
+    lines = ["", "## Figures (SYNTHETIC data)"]
+    metrics = out / "run" / "metrics.json"
+    if metrics.is_file():
+        m = json.loads(metrics.read_text())
+        for part in ("train", "validation", "heldout"):
+            if m.get(part):
+                lines.append(f"- network, {part} curves: MARE {m[part]['mare_pct']:.3f} %, "
+                             f"RMSE {m[part]['rmse_mpa']:.3f} MPa, R² {m[part]['r2']:.5f}")
+    base = out / "baselines_synthetic.json"
+    if base.is_file():
+        b = json.loads(base.read_text())
+        for name, s in b["models"].items():
+            if s.get("heldout"):
+                lines.append(f"- {name}, held-out curves: MARE {s['heldout']['mare_pct']:.2f} %")
+    for what, path in (("CalculiX results", out / "ccx" / "results.csv"),
+                       ("FE host force–displacement", out / "simulate" / "force_displacement.csv"),
+                       ("plots", out / "run")):
+        if path.exists():
+            lines.append(f"- {what}: `{path}`")
+    return lines
 
 
 def run(args) -> int:
@@ -75,6 +104,7 @@ def run(args) -> int:
             status = rc
             report.append(f"\nStopped: step '{name}' failed.")
             break
+    report += _figures(out)
     (out / "report.md").write_text("\n".join(report) + "\n")
     print(f"\nreport: {out / 'report.md'}")
     return status
