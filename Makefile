@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml | $(PY)
 ccx: system-deps
 	@bash fortran_umat/build_ccx.sh
 
-demo: setup
+demo: setup ccx
 	$(VENV)/bin/neumat demo --out $(DEMO_OUT)
 
 test: setup ccx

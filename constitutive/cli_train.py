@@ -207,6 +207,7 @@ def write_plots(model, train: FlowCurves, test: FlowCurves | None, out: Path) ->
 
     show = test if test is not None else train.subset(list(range(min(6, train.n_curves))))
     show = without_zero_strain(show)
+    tag = f" — {train.source}" + (" (SYNTHETIC data)" if train.synthetic else "")
     fig, ax = plt.subplots(figsize=(7, 5))
     for c in range(show.n_curves):
         i = show.curve_points(c)
@@ -217,7 +218,8 @@ def write_plots(model, train: FlowCurves, test: FlowCurves | None, out: Path) ->
                 label=show.condition_label(c))
     ax.set_xlabel("true strain")
     ax.set_ylabel("true stress (MPa)")
-    ax.set_title(("held-out" if test is not None else "training") + " curves: measured (dots), model (lines)")
+    ax.set_title(("held-out" if test is not None else "training") + " curves: measured (dots), model (lines)" + tag,
+                 fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "heldout.png", dpi=110)
@@ -233,6 +235,7 @@ def write_plots(model, train: FlowCurves, test: FlowCurves | None, out: Path) ->
     ax.plot(lim, lim, "k-", lw=0.8)
     ax.set_xlabel("measured stress (MPa)")
     ax.set_ylabel("predicted stress (MPa)")
+    ax.set_title("parity" + tag, fontsize=9)
     ax.legend()
     fig.tight_layout()
     fig.savefig(out / "parity.png", dpi=110)
