@@ -8,6 +8,7 @@ metadata (feature names, box, rate floor, policy) comes from the ONNX file itsel
 from __future__ import annotations
 
 import ctypes
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -18,14 +19,6 @@ from fem_bridge import conventions as cv
 from .build import BuildResult, build_umat
 
 from fem_bridge.backends import FlowStressBackend
-
-_D = ctypes.POINTER(ctypes.c_double)
-_I = ctypes.POINTER(ctypes.c_int)
-
-
-def _ptr(a: np.ndarray):
-    return a.ctypes.data_as(_D)
-
 
 class CompiledBackend(FlowStressBackend):
     """Flow stress σ(x) and dσ/dx from the gfortran-compiled translation of the ONNX graph."""
@@ -83,12 +76,41 @@ class CompiledBackend(FlowStressBackend):
         return f"CompiledBackend({str(self.path)!r}, library={str(self.build.library)!r})"
 
 
+class _UmatBuffers:
+    """Arrays of one ``umat_`` call, allocated once, and the ctypes argument tuple pointing at them."""
+
+    def __init__(self, props: np.ndarray, nstatv: int, cmname: bytes):
+        z = lambda *shape: np.zeros(shape if shape else (1,))
+        self.stress, self.statev, self.ddsdde = z(6), z(nstatv), z(6, 6)   # ddsdde: Fortran order = transpose
+        self.stran, self.dstran, self.time = z(6), z(6), z(2)
+        self.dtime, self.temp, self.dtemp, self.pnewdt = z(), z(), z(), z()
+        self.props = props
+        scalars = [z() for _ in range(5)]                                   # sse, spd, scd, rpl, drpldt
+        ddsddt, drplde, predef, dpred, coords = z(6), z(6), z(1), z(1), z(3)
+        drot, dfgrd0, dfgrd1, celent = np.eye(3), np.eye(3), np.eye(3), np.ones(1)
+        # ndi, nshr, ntens, nstatv, nprops, noel, npt, layer, kspt, kstep, kinc
+        self.ints = np.array([3, 3, 6, nstatv, props.size, 1, 1, 1, 1, 1, 1], dtype=np.int32)
+        self._keep = (scalars, ddsddt, drplde, predef, dpred, coords, drot, dfgrd0, dfgrd1, celent)
+        self._cmname = ctypes.create_string_buffer(cmname, 80)
+        p = lambda a: ctypes.c_void_p(a.ctypes.data)
+        i = lambda k: ctypes.c_void_p(self.ints.ctypes.data + 4 * k)
+        self.args = (p(self.stress), p(self.statev), p(self.ddsdde), p(scalars[0]), p(scalars[1]),
+                     p(scalars[2]), p(scalars[3]), p(ddsddt), p(drplde), p(scalars[4]), p(self.stran),
+                     p(self.dstran), p(self.time), p(self.dtime), p(self.temp), p(self.dtemp), p(predef),
+                     p(dpred), self._cmname, i(0), i(1), i(2), i(3), p(props), i(4), p(coords), p(drot),
+                     p(self.pnewdt), p(celent), p(dfgrd0), p(dfgrd1), i(5), i(6), i(7), i(8), i(9), i(10),
+                     ctypes.c_size_t(80))
+
+
 class CompiledUmat:
     """Call the compiled ``umat_`` for one integration point with the Abaqus argument list.
 
     ``call`` mirrors ``fem_bridge.umat.UmatMaterial.call``: start-of-increment stress (6),
     statev (NSTATV), total strain and its increment (6, engineering shear), time (2), dtime,
-    temp, dtemp → (stress, statev, ddsdde (6, 6), pnewdt). Inputs are not modified."""
+    temp, dtemp → (stress, statev, ddsdde (6, 6), pnewdt). Inputs are not modified.
+
+    The 38 arguments are bound once (per thread: the buffers live in a ``threading.local``), so a
+    call costs a few copies and the Fortran itself, not the building of ctypes objects."""
 
     def __init__(self, library, props, nstatv: int = cv.NSTATV, cmname: str = "@ABAQUS_NEUMAT"):
         self._lib = ctypes.CDLL(str(library))
@@ -97,31 +119,24 @@ class CompiledUmat:
         self.props = np.ascontiguousarray(props, dtype=np.float64)
         self.nstatv = int(nstatv)
         self.cmname = cmname.encode().ljust(80)[:80]
+        self._local = threading.local()
+
+    def _buffers(self) -> _UmatBuffers:
+        b = getattr(self._local, "buffers", None)
+        if b is None:
+            b = self._local.buffers = _UmatBuffers(self.props, self.nstatv, self.cmname)
+        return b
 
     def call(self, stress, statev, stran, dstran, time=(0.0, 0.0), dtime=1.0, temp=20.0, dtemp=0.0,
              kinc: int = 1, pnewdt: float = 1.0, noel: int = 1, npt: int = 1):
-        stress = np.array(stress, dtype=np.float64, copy=True)
-        statev = np.array(statev, dtype=np.float64, copy=True)
-        ddsdde = np.zeros((6, 6))                   # Fortran (ntens, ntens): C order = transpose
-        stran = np.ascontiguousarray(stran, dtype=np.float64)
-        dstran = np.ascontiguousarray(dstran, dtype=np.float64)
-        time = np.ascontiguousarray(time, dtype=np.float64)
-        dbl = lambda v: ctypes.byref(ctypes.c_double(v))
-        sse, spd, scd, rpl, drpldt = (ctypes.c_double(0.0) for _ in range(5))
-        ddsddt, drplde = np.zeros(6), np.zeros(6)
-        predef, dpred = np.zeros(1), np.zeros(1)
-        coords, drot = np.zeros(3), np.eye(3)
-        dfgrd = np.eye(3)
-        pn = ctypes.c_double(pnewdt)
-        ints = {k: ctypes.c_int(v) for k, v in dict(ndi=3, nshr=3, ntens=6, nstatv=self.nstatv,
-                                                       nprops=self.props.size, noel=noel, npt=npt,
-                                                       layer=1, kspt=1, kstep=1, kinc=kinc).items()}
-        r = lambda k: ctypes.byref(ints[k])
-        self._f(_ptr(stress), _ptr(statev), _ptr(ddsdde), ctypes.byref(sse), ctypes.byref(spd),
-                ctypes.byref(scd), ctypes.byref(rpl), _ptr(ddsddt), _ptr(drplde), ctypes.byref(drpldt),
-                _ptr(stran), _ptr(dstran), _ptr(time), dbl(dtime), dbl(temp), dbl(dtemp),
-                _ptr(predef), _ptr(dpred), ctypes.c_char_p(self.cmname), r("ndi"), r("nshr"), r("ntens"),
-                r("nstatv"), _ptr(self.props), r("nprops"), _ptr(coords), _ptr(drot), ctypes.byref(pn),
-                dbl(1.0), _ptr(dfgrd), _ptr(dfgrd), r("noel"), r("npt"), r("layer"), r("kspt"),
-                r("kstep"), r("kinc"), ctypes.c_size_t(80))
-        return stress, statev, ddsdde.T.copy(), pn.value
+        b = self._buffers()
+        b.stress[:] = stress
+        b.statev[:] = statev
+        b.stran[:] = stran
+        b.dstran[:] = dstran
+        b.time[:] = time
+        b.dtime[0], b.temp[0], b.dtemp[0], b.pnewdt[0] = dtime, temp, dtemp, pnewdt
+        b.ints[5], b.ints[6], b.ints[10] = noel, npt, kinc
+        b.ddsdde[:] = 0.0
+        self._f(*b.args)
+        return b.stress.copy(), b.statev.copy(), b.ddsdde.T.copy(), float(b.pnewdt[0])
