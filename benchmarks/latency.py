@@ -64,8 +64,6 @@ PATHS = {
     "umat_python_callback": ("callback", "UmatMaterial.call, single point (compiled backend)"),
     "umat_python_callback_onnxruntime": ("callback", "UmatMaterial.call, single point (onnxruntime backend)"),
     "umat_compiled_ctypes": ("callback", "compiled Fortran UMAT called from Python through ctypes (CompiledUmat.call), single point"),
-    "umat_compiled_prebound": ("callback", "reference only: the compiled UMAT from Python with all ctypes arguments "
-                                           "bound once (benchmarks.latency_fastumat), single point"),
     "umat_fortran_loop": ("umat_loop", "generated Fortran UMAT in a Fortran loop (per call)"),
     "compiled_native": ("flow", "variant: the same generated Fortran compiled with -march=native added, through ctypes"),
     "umat_fortran_loop_native": ("umat_loop", "variant: the generated Fortran UMAT compiled with -march=native added, "
@@ -695,7 +693,7 @@ def readme_section(doc: dict, plot_name: str) -> str:
               "`reference_kernel` (scalar straight-line Fortran written by the benchmark from the FlowNet, the "
               "product's flags), `reference_kernel_simd` (the same on blocks of 32 points, `-march=native`), "
               "`compiled_native` / `umat_fortran_loop_native` (the product's generated code with `-march=native` "
-              "added), `umat_compiled_prebound` (the compiled UMAT from Python with every ctypes argument bound once). "
+              "added). "
               "Per-call paths (callbacks, Fortran loop) appear in the N = 1 column."]
     lines += ["", f"![cost per point against N](results/{plot_name})", "",
               "Method: " + doc["timing_method"], "", "Memory: " + doc["memory_method"]]
@@ -922,15 +920,11 @@ class CallbackLoop:
 
     def __init__(self, ctx: ModelContext, flow, nsteps: int):
         from fem_bridge.conventions import NSTATV
-        if flow in ("compiled_umat", "prebound_umat"):
+        if flow == "compiled_umat":
             if ctx.library is None:
                 raise RuntimeError(ctx.errors.get("compiled", ctx.errors.get("onnx", "no compiled UMAT library")))
-            if flow == "compiled_umat":
-                from fortran_umat.compiled import CompiledUmat
-                self.mat = CompiledUmat(library_path(ctx.library), lm.props_for(ctx.net))
-            else:
-                from .latency_fastumat import PreboundUmat
-                self.mat = PreboundUmat(library_path(ctx.library), lm.props_for(ctx.net), NSTATV)
+            from fortran_umat.compiled import CompiledUmat
+            self.mat = CompiledUmat(library_path(ctx.library), lm.props_for(ctx.net))
         else:
             from fem_bridge.umat import UmatMaterial
             self.mat = UmatMaterial(flow, lm.props_for(ctx.net))
@@ -961,8 +955,8 @@ def measure_callback(ctx: ModelContext, path: str, st: Settings) -> dict:
     import statistics
     e = _entry(ctx.name, path, 1)
     try:
-        if path in ("umat_compiled_ctypes", "umat_compiled_prebound"):
-            loop = CallbackLoop(ctx, "compiled_umat" if path == "umat_compiled_ctypes" else "prebound_umat", st.umat_nsteps)
+        if path == "umat_compiled_ctypes":
+            loop = CallbackLoop(ctx, "compiled_umat", st.umat_nsteps)
             counting = None
         else:
             backend = "onnxruntime" if path.endswith("onnxruntime") else "compiled"
