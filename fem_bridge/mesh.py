@@ -291,11 +291,8 @@ class _Inputs:
                 raise NeumatInputError(f"{what.replace('_', ' ')} constant {spec!r} is not finite")
             return c
         name = str(spec)
-        a = self._raw(name)
+        a = self._rows_checked(name)
         n = self.layout.n
-        if a.shape[0] != n:
-            raise NeumatInputError(f"{self.path}: field '{name}' has {a.shape[0]} rows, the mesh has {n} "
-                                   f"{self.layout.location}")
         if a.ndim == 1:
             self._fix_k(name, 1, True)
         elif a.ndim == 2 and (a.shape[1] == 1 or self.layout.location == "cells"):
@@ -308,17 +305,22 @@ class _Inputs:
                                    + (f", ({n}, n_qp) or ({n}, n_qp, 1)" if self.layout.location == "cells" else ""))
         return np.asarray(a, dtype=float).reshape(-1)
 
+    def _rows_checked(self, name: str) -> np.ndarray:
+        """The raw field, after checking it has one row per point/cell of the mesh."""
+        a = self._raw(name)
+        if a.shape[0] != self.layout.n:
+            raise NeumatInputError(f"{self.path}: field '{name}' has {a.shape[0]} rows, the mesh has "
+                                   f"{self.layout.n} {self.layout.location}")
+        return a
+
     def tensor(self, what: str, spec, width: int) -> np.ndarray:
         """A (rows, width) float array for a field of `width` components per value."""
         if not self._is_field(spec):
             raise NeumatInputError(f"the {what.replace('_', ' ')} must be a field name "
                                    f"({width} components per value), not {spec!r}")
         name = str(spec)
-        a = self._raw(name)
+        a = self._rows_checked(name)
         n = self.layout.n
-        if a.shape[0] != n:
-            raise NeumatInputError(f"{self.path}: field '{name}' has {a.shape[0]} rows, the mesh has {n} "
-                                   f"{self.layout.location}")
         if a.ndim == 2 and a.shape[1] == width:
             self._fix_k(name, 1, self.layout.scalar_1d)
         elif a.ndim == 3 and a.shape[2] == width and self.layout.location == "cells":
