@@ -5,7 +5,7 @@ VENV     := .venv
 PY       := $(VENV)/bin/python
 STAMP    := $(VENV)/.neumat-installed
 APT_PKGS := gfortran libarpack2-dev libspooles-dev liblapack-dev dpkg-dev
-DEMO_OUT ?= demo_out
+DEMO_OUT ?= runs/demo
 
 .PHONY: setup system-deps ccx demo test bench accuracy clean
 
@@ -40,4 +40,4 @@ accuracy: setup
 	$(VENV)/bin/neumat benchmark accuracy
 
 clean:
-	rm -rf $(DEMO_OUT) .pytest_cache build
+	rm -rf runs .pytest_cache build

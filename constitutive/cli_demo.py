@@ -24,7 +24,7 @@ from .data import dataset_available
 
 def register(sub) -> None:
     p = sub.add_parser("demo", help="the main job end to end on the embedded synthetic DZ411 data")
-    p.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
+    p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     p.add_argument("--quick", action="store_true", help="quick training settings (seconds)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run)
