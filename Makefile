@@ -7,7 +7,7 @@ STAMP    := $(VENV)/.neumat-installed
 APT_PKGS := gfortran libarpack2-dev libspooles-dev liblapack-dev dpkg-dev
 DEMO_OUT ?= runs/demo
 
-.PHONY: setup system-deps ccx demo test bench accuracy clean
+.PHONY: setup system-deps ccx dolfinx-env demo test bench accuracy clean
 
 setup: system-deps $(STAMP)
 
@@ -30,7 +30,11 @@ ccx: system-deps
 demo: setup ccx
 	$(VENV)/bin/neumat demo --out $(DEMO_OUT)
 
-test: setup ccx
+# DOLFINx 0.11 (Python 3.12, MPICH) in .venv-dolfinx for fem_bridge.dolfinx_host; idempotent.
+dolfinx-env:
+	@bash .ci/setup-dolfinx.sh
+
+test: setup ccx dolfinx-env
 	$(PY) -m pytest -n 2 -q
 
 bench: setup
