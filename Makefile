@@ -20,7 +20,7 @@ $(PY):
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[train,fem,test]'
+	$(PY) -m pip install -q -e '.[train,fem,test,dask]'
 	touch $(STAMP)
 
 # CalculiX 2.20 with run-time UMAT loading, built once per machine into ~/.cache/neumat.

@@ -100,17 +100,20 @@ class OnnxBackend(FlowStressBackend):
     extended fusions of onnxruntime may fold constants into float32 attributes.
     """
 
-    def __init__(self, path: str | Path, threads: int = 1):
+    def __init__(self, path: str | Path, threads: int = 1, *, data: bytes | None = None):
+        """``data``: the serialized model (then ``path`` only names it in messages), e.g. the
+        bytes a Dask worker received (``fem_bridge.dask_runner``)."""
         import onnx
         import onnxruntime as ort
         from export.onnx_export import (INPUT_NAME, METADATA_KEYS, ONNX_FORMAT, OUTPUT_GRAD,
                                         OUTPUT_SIGMA, read_metadata)
         self.path = Path(path)
-        if not self.path.is_file():
+        if data is None and not self.path.is_file():
             raise NeumatInputError(f"model file {self.path} not found (expected an ONNX file written "
                                    f"by 'neumat export')")
         try:
-            model = onnx.load(str(self.path), load_external_data=False)
+            model = (onnx.load_from_string(data) if data is not None
+                     else onnx.load(str(self.path), load_external_data=False))
         except Exception as exc:      # protobuf raises its own DecodeError, others OSError/ValueError
             raise NeumatInputError(f"{self.path}: not an ONNX file ({type(exc).__name__}: {exc})") from None
         if len(model.graph.node) == 0 and not model.graph.input:
@@ -148,8 +151,10 @@ class OnnxBackend(FlowStressBackend):
         so.intra_op_num_threads = max(int(threads), 1)
         so.inter_op_num_threads = 1
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        self.model_bytes = model.SerializeToString()      # what the session runs (shipped to Dask workers)
+        self.threads = max(int(threads), 1)
         try:
-            self.session = ort.InferenceSession(model.SerializeToString(), so,
+            self.session = ort.InferenceSession(self.model_bytes, so,
                                                 providers=["CPUExecutionProvider"])
         except Exception as exc:
             raise NeumatInputError(f"{self.path}: onnxruntime cannot load it ({exc})") from None

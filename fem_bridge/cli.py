@@ -63,6 +63,15 @@ def register(sub) -> None:
                    help=f"rows per evaluation chunk (default {DEFAULT_CHUNK}; bounds the working memory)")
     p.add_argument("--backend", choices=["onnxruntime", "compiled"], default="onnxruntime")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--dask", metavar="ADDRESS|local[:N]", default=None,
+                   help="evaluate the chunks on a Dask cluster: 'local[:N]' starts N one-thread worker "
+                        "processes here (default N = number of cores), ADDRESS (tcp://host:8786) uses a "
+                        "running scheduler whose workers have neumat installed. The model is sent to each "
+                        "worker once; results equal the single-process run bit for bit. A failed task "
+                        "leaves its rows NaN (evaluation_failed = 1), the file is still written and the "
+                        "command exits 1. Needs the 'dask' extra (pip install 'neumat[dask]')")
+    p.add_argument("--dask-task-rows", type=_positive_int, default=None, metavar="N",
+                   help="rows per Dask task (default 1048576, rounded up to a multiple of --chunk)")
     p.set_defaults(func=run_mesh)
 
     s = sub.add_parser(
@@ -93,9 +102,18 @@ def run_mesh(args) -> int:
         args.model, args.mesh_in, args.mesh_out, temperature=args.temperature, strain_rate=args.strain_rate,
         plastic_strain=args.plastic_strain, extras=_extras(args.extra), strain_increment=args.strain_increment,
         dt=args.dt, stress=args.stress, state=args.state, E=args.E, nu=args.nu, location=args.at,
-        chunk=args.chunk, backend=args.backend, progress=not args.no_progress and sys.stderr.isatty())
+        chunk=args.chunk, backend=args.backend, progress=not args.no_progress and sys.stderr.isatty(),
+        dask=args.dask, dask_task_rows=args.dask_task_rows)
     print(res.summary())
     print(f"wrote {args.mesh_out}")
+    if res.failures:
+        label = res.location if res.values_per_entity == 1 else f"{res.location[:-1]} quadrature-point rows"
+        for f in res.failures:
+            print(f"neumat mesh: error: {f.message(label)}", file=sys.stderr)
+        print(f"neumat mesh: error: {len(res.failures)} Dask task(s) failed; their {res.n_failed} rows are NaN "
+              f"in {args.mesh_out} (field evaluation_failed = 1), the other rows were evaluated",
+              file=sys.stderr)
+        return 1
     return 0
 
 

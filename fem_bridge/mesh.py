@@ -66,6 +66,8 @@ FLOW_STRESS = "flow_stress_MPa"
 OUT_OF_BOX = "out_of_box"
 STRESS, MISES, PEEQ, STATE, STATUS, PNEWDT = (
     "stress_MPa", "mises_stress_MPa", "equivalent_plastic_strain", "state", "status", "pnewdt")
+FAILED = "evaluation_failed"      # written only when chunks failed on a Dask cluster (1 = failed row)
+NOT_EVALUATED = -1                # update-mode status of the rows of a failed chunk
 
 
 def derivative_field_name(feature: str) -> str:
@@ -349,6 +351,11 @@ class MeshEvaluation:
     n_nonfinite: int = 0
     status_counts: dict = field(default_factory=dict)
     seconds: float = 0.0
+    failures: list = field(default_factory=list)      # fem_bridge.dask_runner.ChunkFailure, Dask only
+
+    @property
+    def n_failed(self) -> int:
+        return sum(f.stop - f.start for f in self.failures)
 
     def summary(self) -> str:
         s = (f"{self.mode.replace('_', ' ')}: {self.rows} evaluations on {self.n_entities} "
@@ -357,9 +364,13 @@ class MeshEvaluation:
         if self.mode == "flow_stress":
             s += f"; {self.n_out_of_box} outside the training box; {self.n_nonfinite} non-finite"
         else:
-            s += "; status " + ", ".join(f"{cv.STATUS_NAMES[k]}: {v}" for k, v in self.status_counts.items())
+            s += "; status " + ", ".join(f"{cv.STATUS_NAMES.get(k, 'not evaluated')}: {v}"
+                                         for k, v in self.status_counts.items())
         if self.overwritten:
             s += f"; replaced existing fields {', '.join(self.overwritten)}"
+        if self.failures:
+            s += (f"; {len(self.failures)} chunk(s) FAILED, {self.n_failed} rows not evaluated "
+                  f"(NaN, {FAILED} = 1)")
         return s
 
 
@@ -381,11 +392,33 @@ def _take(src, sl: slice, m: int) -> np.ndarray:
     return np.full(m, src) if isinstance(src, float) else src[sl]
 
 
+def _flow_stress_kernel(flow, x: np.ndarray):
+    """One chunk in flow-stress mode: σ (m,), dσ/dx (m, F), out-of-box flags (m,), finite rows.
+    Rows with a non-finite input give NaN and are not flagged out of the box."""
+    finite = np.all(np.isfinite(x), axis=1)
+    s, d = flow.evaluate(x)
+    s, d = np.where(finite, s, np.nan), np.where(finite[:, None], d, np.nan)
+    oob = flow.out_of_box(np.where(finite[:, None], x, np.asarray(flow.box_lo)))
+    return s, d, oob, int(finite.sum())
+
+
+def _update_kernel(flow, s0, v0, dstran, T, ex, *, dt: float, elastic):
+    """One chunk in update mode (``fem_bridge.j2.integrate``): stress, STATEV, status, pnewdt."""
+    from .j2 import integrate
+    up = integrate(flow, s0, v0, dstran, dt, T, elastic, extras=ex)
+    return up.stress, up.statev, up.status, up.pnewdt
+
+
+# the per-chunk work, by name (the Dask workers run the same functions on the same chunks)
+KERNELS = {"flow_stress": _flow_stress_kernel, "update": _update_kernel}
+
+
 def evaluate_mesh(model, mesh_in, mesh_out=None, *, temperature=None, strain_rate=None,
                   plastic_strain=None, extras: dict | None = None, strain_increment=None,
                   dt: float | None = None, stress=None, state=None, E: float | None = None,
                   nu: float | None = None, location: str | None = None, chunk: int = DEFAULT_CHUNK,
-                  backend: str = "onnxruntime", progress: bool = False):
+                  backend: str = "onnxruntime", progress: bool = False, dask=None,
+                  dask_task_rows: int | None = None):
     """Evaluate the model on every point or cell of ``mesh_in`` and write ``mesh_out``.
 
     ``model``: an ONNX file path or an already loaded backend (``fem_bridge.backends``).
@@ -394,9 +427,23 @@ def evaluate_mesh(model, mesh_in, mesh_out=None, *, temperature=None, strain_rat
     Flow-stress mode needs temperature, strain rate, plastic strain and every extra feature of
     the model; update mode (``strain_increment`` and ``dt`` in s given) needs temperature, E (MPa)
     and ν and the extras, and takes stress and state from fields (zero when not given).
+    ``dask``: evaluate the chunks on a Dask cluster (``fem_bridge.dask_runner``): ``"local"`` or
+    ``"local:N"`` (a LocalCluster of N one-thread worker processes, started and stopped here),
+    a scheduler address (``"tcp://host:8786"``) or a ``distributed.Client``. Tasks of
+    ``dask_task_rows`` rows (default ``dask_runner.DEFAULT_TASK_ROWS``, rounded up to a multiple of
+    ``chunk``) are split at the same ``chunk`` boundaries as here, so the results are bitwise those
+    of the single-process run. A failed task does not raise: its rows are NaN (update mode:
+    status -1), a field ``evaluation_failed`` marks them and ``MeshEvaluation.failures`` lists the
+    row ranges, worker and error; the other tasks' results and the output file are written.
     Returns (``MeshEvaluation``, the meshio mesh with the new fields).
     """
     t0 = time.perf_counter()
+    runner = None
+    if dask is not None:
+        from .dask_runner import DaskRunner
+        runner = DaskRunner(dask, task_rows=dask_task_rows)      # checks the spec; connects later
+        if backend != "onnxruntime":
+            raise NeumatInputError(f"--dask runs the onnxruntime backend only, not '{backend}'")
     if isinstance(model, (str, Path)):
         from .backends import load_backend
         flow = load_backend(model, kind=backend)
@@ -462,15 +509,15 @@ def evaluate_mesh(model, mesh_in, mesh_out=None, *, temperature=None, strain_rat
         lay.k = 1
     rows = lay.rows
 
-    bar = _progress(rows, progress, "neumat mesh")
     result = MeshEvaluation("update" if update else "flow_stress", lay.location, lay.n, lay.k, rows, [], [])
     if not update:
         F = len(names)
         sig_out = np.empty(rows)
         d_out = np.empty((F, rows))
         oob = np.zeros(rows, dtype=np.int32)
-        for start in range(0, rows, chunk):
-            sl = slice(start, min(start + chunk, rows))
+        kernel, params = "flow_stress", {}
+
+        def inputs(sl: slice) -> tuple:
             m = sl.stop - sl.start
             x = np.empty((m, F))
             x[:, 0] = _take(P, sl, m)
@@ -478,27 +525,28 @@ def evaluate_mesh(model, mesh_in, mesh_out=None, *, temperature=None, strain_rat
             x[:, 2] = _take(T, sl, m)
             for j, e in enumerate(extra_names):
                 x[:, 3 + j] = _take(X[e], sl, m)
-            finite = np.all(np.isfinite(x), axis=1)
-            s, d = flow.evaluate(x)
-            s, d = np.where(finite, s, np.nan), np.where(finite[:, None], d, np.nan)
+            return (x,)
+
+        def store(sl: slice, out: tuple) -> None:
+            s, d, o, n_finite = out
             sig_out[sl] = s
             d_out[:, sl] = d.T
-            oob[sl] = flow.out_of_box(np.where(finite[:, None], x, np.asarray(flow.box_lo)))
-            result.n_nonfinite += int(m - finite.sum())
-            bar.update(m)
-        result.n_out_of_box = int(oob.sum())
-        outputs = {FLOW_STRESS: sig_out, OUT_OF_BOX: oob}
-        for j, nm in enumerate(names):
-            outputs[derivative_field_name(nm)] = d_out[j]
+            oob[sl] = o
+            result.n_nonfinite += int((sl.stop - sl.start) - n_finite)
+
+        def mark_failed(sl: slice) -> None:
+            sig_out[sl] = np.nan
+            d_out[:, sl] = np.nan
+            oob[sl] = 0
     else:
-        from .j2 import Elasticity, integrate
-        elastic = Elasticity(float(E), float(nu))
+        from .j2 import Elasticity
+        kernel, params = "update", {"dt": float(dt), "elastic": Elasticity(float(E), float(nu))}
         sig_new = np.empty((rows, cv.NTENS))
         sv_new = np.empty((rows, cv.NSTATV))
         status = np.empty(rows, dtype=np.int32)
         pnewdt = np.empty(rows)
-        for start in range(0, rows, chunk):
-            sl = slice(start, min(start + chunk, rows))
+
+        def inputs(sl: slice) -> tuple:
             m = sl.stop - sl.start
             s0 = sig0[sl] if sig0 is not None else np.zeros((m, cv.NTENS))
             if sv0 is not None:
@@ -510,9 +558,36 @@ def evaluate_mesh(model, mesh_in, mesh_out=None, *, temperature=None, strain_rat
             ex = None
             if extra_names:
                 ex = np.stack([_take(X[e], sl, m) for e in extra_names], axis=1)
-            up = integrate(flow, s0, v0, dstran[sl], float(dt), _take(T, sl, m), elastic, extras=ex)
-            sig_new[sl], sv_new[sl], status[sl], pnewdt[sl] = up.stress, up.statev, up.status, up.pnewdt
-            bar.update(m)
+            return (s0, v0, dstran[sl], _take(T, sl, m), ex)
+
+        def store(sl: slice, out: tuple) -> None:
+            sig_new[sl], sv_new[sl], status[sl], pnewdt[sl] = out
+
+        def mark_failed(sl: slice) -> None:
+            sig_new[sl], sv_new[sl], pnewdt[sl] = np.nan, np.nan, np.nan
+            status[sl] = NOT_EVALUATED
+
+    if runner is None:
+        bar = _progress(rows, progress, "neumat mesh")
+        for start in range(0, rows, chunk):
+            sl = slice(start, min(start + chunk, rows))
+            store(sl, KERNELS[kernel](flow, *inputs(sl), **params))
+            bar.update(sl.stop - sl.start)
+        bar.close()
+    else:
+        failed = np.zeros(rows, dtype=np.int32)
+        for f in runner.run(flow, kernel, params, inputs, store, rows, chunk, progress):
+            result.failures.append(f)
+            sl = slice(f.start, f.stop)
+            mark_failed(sl)
+            failed[sl] = 1
+
+    if not update:
+        result.n_out_of_box = int(oob.sum())
+        outputs = {FLOW_STRESS: sig_out, OUT_OF_BOX: oob}
+        for j, nm in enumerate(names):
+            outputs[derivative_field_name(nm)] = d_out[j]
+    else:
         s = sig_new
         mises = np.sqrt(0.5 * ((s[:, 0] - s[:, 1]) ** 2 + (s[:, 1] - s[:, 2]) ** 2 + (s[:, 2] - s[:, 0]) ** 2)
                         + 3.0 * (s[:, 3] ** 2 + s[:, 4] ** 2 + s[:, 5] ** 2))
@@ -520,7 +595,8 @@ def evaluate_mesh(model, mesh_in, mesh_out=None, *, temperature=None, strain_rat
         result.status_counts = {int(c): int(n) for c, n in zip(codes, counts)}
         outputs = {STRESS: sig_new, MISES: mises, PEEQ: sv_new[:, cv.SV_P].copy(), STATE: sv_new,
                    STATUS: status, PNEWDT: pnewdt}
-    bar.close()
+    if result.failures:
+        outputs[FAILED] = failed
 
     for name, arr in outputs.items():
         _attach(mesh, lay, name, arr, result)
