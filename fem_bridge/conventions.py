@@ -102,5 +102,40 @@ def temperature_end(temp, dtemp, temp_mode) -> np.ndarray:
     return np.where(np.rint(np.asarray(temp_mode, dtype=float)) == TEMP_MODE_CALCULIX, temp, temp + dtemp)
 
 
+# Mandel notation, the natural 6-vector of the DOLFINx host (fem_bridge.dolfinx_host): the SAME
+# component order as Abaqus (VOIGT_INDEX: 11, 22, 33, 12, 13, 23), stress and strain shear both
+# scaled by √2, so σ_M·ε_M = σ:ε and the tangent is C_M = M C_A M, M = diag(1, 1, 1, √2, √2, √2).
+# Abaqus strain carries γ = 2ε = √2 ε_M on the shear rows, Abaqus stress plain τ = σ_M/√2.
+VOIGT_INDEX = ((0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2))    # tensor indices of the 6 rows
+_MANDEL = np.array([1.0, 1.0, 1.0, np.sqrt(2.0), np.sqrt(2.0), np.sqrt(2.0)])
+
+
+def mandel_to_abaqus_strain(e):
+    """(..., 6) Mandel strain → Abaqus strain (engineering shear)."""
+    return np.asarray(e, dtype=float) * _MANDEL
+
+
+def abaqus_to_mandel_strain(e):
+    return np.asarray(e, dtype=float) / _MANDEL
+
+
+def mandel_to_abaqus_stress(s):
+    """(..., 6) Mandel stress → Abaqus stress (plain shear)."""
+    return np.asarray(s, dtype=float) / _MANDEL
+
+
+def abaqus_to_mandel_stress(s):
+    return np.asarray(s, dtype=float) * _MANDEL
+
+
+def abaqus_to_mandel_tangent(C):
+    """(..., 6, 6) DDSDDE (∂σ_A/∂ε_A, engineering shear) → Mandel tangent ∂σ_M/∂ε_M."""
+    return np.asarray(C, dtype=float) * _MANDEL[:, None] * _MANDEL[None, :]
+
+
+def mandel_to_abaqus_tangent(C):
+    return np.asarray(C, dtype=float) / (_MANDEL[:, None] * _MANDEL[None, :])
+
+
 def statev_table() -> str:
     return "\n".join(f"STATEV({i + 1}) = {name}" for i, name in enumerate(STATEV))
