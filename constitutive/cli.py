@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import textwrap
 
 from .errors import NeumatInputError
 
@@ -24,11 +25,49 @@ SUBCOMMAND_MODULES = [
 ]
 
 
+EXAMPLES = """\
+examples (`neumat COMMAND --help` for each):
+  neumat demo                                         # the main job end to end → runs/demo/report.md
+  neumat data --data my_curves.csv                    # check what was read
+  neumat train --data my_curves.csv --heldout 1100:0.01 --out runs/mine
+  neumat export runs/mine --out mine.onnx
+  neumat umat mine.onnx --out umat/ --verify          # Fortran UMAT for Abaqus / CalculiX
+  neumat mesh --model mine.onnx --in part.vtu --out part_flow.vtu --temperature T --strain-rate 0.1"""
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Wraps prose paragraphs; keeps a paragraph as written when its first line ends with ':'
+    or its lines are indented (tables, example lists)."""
+
+    def _fill_text(self, text, width, indent):
+        out = []
+        for para in textwrap.dedent(text).strip("\n").split("\n\n"):
+            lines = para.splitlines()
+            if lines[0].rstrip().endswith(":") or any(l.startswith(" ") for l in lines):
+                out.append("\n".join(indent + l for l in lines))
+            else:
+                out.append(textwrap.fill(" ".join(l.strip() for l in lines), width,
+                                         initial_indent=indent, subsequent_indent=indent))
+        return "\n\n".join(out)
+
+
+def _all_parsers(parser: argparse.ArgumentParser):
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for p in action.choices.values():
+                yield from _all_parsers(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="neumat",
-        description="Neural constitutive models from flow curves, for FE solvers. Units: "
-                    "temperature °C, strain rate 1/s, stress MPa, true strain.")
+        description="Neural constitutive models from a few measured flow curves, for FE solvers: fit the "
+                    "classical laws, train a small residual network with transfer learning, export it to "
+                    "ONNX with its derivatives, and evaluate it from Python FE codes, meshes, or a Fortran "
+                    "UMAT in Abaqus/CalculiX. Units everywhere: temperature °C, strain rate 1/s, stress and "
+                    "moduli MPa, true strain, time s.",
+        epilog=EXAMPLES)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMAND_MODULES:
         try:
@@ -38,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         mod.register(sub)
+    for p in _all_parsers(parser):
+        p.formatter_class = HelpFormatter
     return parser
 
 

@@ -40,7 +40,10 @@ PROTOCOL_RATES = {"gleeble_3cr2mo": {"interp": 1.0, "extrap": 5.0}}
 
 def register(sub) -> None:
     p = sub.add_parser("baselines", help="fit and score the Arrhenius, Hensel–Spittel and Johnson–Cook laws",
-                       formatter_class=argparse.RawDescriptionHelpFormatter, description=DESCRIPTION)
+                       description=DESCRIPTION,
+                       epilog="examples:\n"
+                              "  neumat baselines --data gleeble_3cr2mo --protocol full\n"
+                              "  neumat baselines --data my_curves.csv --heldout 1100:0.01 --json scores.json --save-dir fits/")
     add_data_arguments(p)
     p.add_argument("--protocol", default="full",
                    help="full | interp | extrap (interp/extrap hold out the 1 or 5 1/s curves of "

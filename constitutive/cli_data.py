@@ -16,7 +16,12 @@ def register(sub) -> None:
     p = sub.add_parser("data", help="summary (and plot / long CSV) of a flow-curve data set",
                        description="Load flow curves (a named data set, a long CSV or a folder of "
                                    "one-CSV-per-curve files), check them, print a summary with "
-                                   "everything excluded and why.")
+                                   "everything excluded and why. Units after loading: °C, 1/s, MPa, "
+                                   "true strain (K/F, Pa/kPa/GPa/psi/ksi and 1/min/1/ms are converted).",
+                       epilog="examples:\n"
+                              "  neumat data --data gleeble_3cr2mo --plot curves.png\n"
+                              "  neumat data --data my_curves.csv --columns temperature=T,strain_rate=rate,"
+                              "strain=eps,stress=sig --temperature-unit K --stress-unit Pa")
     add_data_arguments(p)
     p.add_argument("--exclude", default=None,
                    help='drop whole curves of these conditions "T:rate[:extra...],..." (°C, 1/s); '

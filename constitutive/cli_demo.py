@@ -1,110 +1,252 @@
-"""``neumat demo``: the main job end to end on the embedded (SYNTHETIC) DZ411 data set.
+"""``neumat demo``: the main job end to end, on the embedded SYNTHETIC DZ411 campaign or on
+``--data NAME|CSV``. It runs the subcommands a user runs, in order, each into ``--out``
+(default ``runs/demo``), then writes ``report.md`` with its figures:
 
-It runs the same subcommands a user runs, in order, each into ``--out``:
+ 1. data        summary and plot of the campaign;
+ 2. baselines   Arrhenius / Hensel–Spittel / Johnson–Cook, fitted on the training curves;
+ 3. train       our network (residual layers, transfer learning from Arrhenius);
+ 4. plain MLP   the same widths without residual connections and without transfer;
+ 5. compare     held-out table Arrhenius vs plain MLP vs our network (method.md's layout);
+ 6. learning    held-out error against the number of training curves;
+ 7. export      ONNX with σ and dσ/dx in physical units;
+ 8. umat        Fortran UMAT generated from the ONNX file, compiled, verified against the bridge;
+ 9. mesh        the model on every point of a VTU mesh (meshio);
+10. simulate    scikit-fem hot compression of a Gleeble cylinder driven by the bridge;
+11. ccx         the UMAT inside CalculiX (when the ccx build of ``make ccx`` is present);
+12. latency     per-call and per-point cost of the evaluation paths of this model.
 
-1. ``data``      summary and plot of the synthetic campaign (65 curves, direction as input);
-2. ``baselines`` Arrhenius / Hensel–Spittel / Johnson–Cook on the 3 test conditions, and the
-                 full fit on gleeble_3cr2mo when the shared data set is present;
-3. ``train``     the residual network with transfer learning from Arrhenius;
-4. ``export``    ONNX with σ and dσ/dx in physical units;
-5. ``simulate``  the scikit-fem hot-compression host driven by the bridge;
-6. ``umat``      the Fortran UMAT generated from the ONNX file and compiled;
-7. ``ccx``       the UMAT inside CalculiX (when the ccx build of ``make ccx`` is present).
-
-A failing step stops the demo with its exit code; ``report.md`` lists what ran.
+A failing step is recorded in the report and the demo goes on with the steps that do not
+depend on it; the exit code is that of the first failure.
 """
 from __future__ import annotations
 
+import argparse
 import shlex
+import sys
 import time
 from pathlib import Path
 
-from .data import dataset_available
+from .cli_common import add_data_arguments, load_from_args
+from .errors import NeumatInputError
+
+EXAMPLES = """examples:
+  neumat demo                                   # embedded SYNTHETIC DZ411 campaign → runs/demo/report.md
+  neumat demo --quick --out /tmp/demo           # seconds-long training settings (a smoke test)
+  neumat demo --data gleeble_3cr2mo --heldout 950:1,1050:1 --out runs/3cr2mo
+  neumat demo --data my_curves.csv --columns temperature=T_C,strain_rate=rate,strain=eps,stress=sig \\
+              --heldout 1000:0.1 --out runs/mine"""
 
 
 def register(sub) -> None:
-    p = sub.add_parser("demo", help="the main job end to end on the embedded synthetic DZ411 data")
+    p = sub.add_parser(
+        "demo", help="the main job end to end: data → baselines → network → ONNX → UMAT → FE → report",
+        description="Train, compare, export, compile and run the model end to end and write "
+                    "OUT/report.md with plots. Default data: the embedded SYNTHETIC DZ411-like "
+                    "campaign (65 curves; the 3 test conditions of method.md held out). "
+                    "Units: °C, 1/s, MPa, true strain.",
+        epilog=EXAMPLES)
+    add_data_arguments(p, required=False)
+    p.set_defaults(data="synthetic_dz411")
+    p.add_argument("--heldout", default=None,
+                   help='held-out conditions "T:rate[:extra...],..." (°C, 1/s); default for the synthetic '
+                        "campaign: its 3 test conditions; required for other data")
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
-    p.add_argument("--quick", action="store_true", help="quick training settings (seconds)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true", help="quick training settings (seconds; a smoke test)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every random step (default 0)")
+    p.add_argument("--no-latency", action="store_true", help="skip the latency measurements")
     p.set_defaults(func=run)
 
 
-def _steps(out: Path, quick: bool, seed: int) -> list[tuple[str, list[str]]]:
-    from fortran_umat.ccx import CcxNotBuilt, ccx_binary
-    from .synthetic import DZ411_TEST_CONDITIONS
-    heldout = ",".join(f"{t:g}:{r:g}:{d:g}" for t, r, d in DZ411_TEST_CONDITIONS)
-    run, onnx = out / "run", out / "model.onnx"
-    steps = [
-        ("data", ["data", "--data", "synthetic_dz411", "--plot", str(out / "data.png"),
-                  "--write-csv", str(out / "synthetic_dz411.csv")]),
-        ("baselines (synthetic)", ["baselines", "--data", "synthetic_dz411", "--protocol", "full",
-                                   "--heldout", heldout, "--json", str(out / "baselines_synthetic.json")]),
-    ]
-    if dataset_available("gleeble_3cr2mo"):
-        steps.append(("baselines (gleeble_3cr2mo)",
-                      ["baselines", "--data", "gleeble_3cr2mo", "--protocol", "full",
-                       "--json", str(out / "baselines_gleeble.json")]))
-    steps += [
-        ("train", ["train", "--data", "synthetic_dz411", "--heldout", heldout, "--seed", str(seed),
-                   "--out", str(run), *(["--quick"] if quick else [])]),
-        ("export", ["export", str(run), "--out", str(onnx)]),
-        ("simulate", ["simulate", "--model", str(onnx), "--temperature", "1000", "--strain-rate", "0.1",
-                      "--extra", "direction=0", "--increments", "20", "--out", str(out / "simulate")]),
-        ("umat", ["umat", str(onnx), "--out", str(out / "umat")]),
-    ]
-    try:
-        ccx_binary()
-        steps.append(("ccx", ["ccx", "--model", str(onnx), "--temperature", "1000", "--strain-rate", "0.1",
-                              "--extras", "0", "--compare-plastic", "--compare-bridge",
-                              "--out", str(out / "ccx")]))
-    except CcxNotBuilt as exc:
-        print(f"(skipping the CalculiX step: {exc})")
-    return steps
+def _data_argv(args) -> list[str]:
+    argv = ["--data", args.data]
+    for flag, value, default in (("--columns", args.columns, None), ("--extras", args.extras, ""),
+                                 ("--temperature-unit", args.temperature_unit, "C"),
+                                 ("--stress-unit", args.stress_unit, "MPa"),
+                                 ("--strain-rate-unit", args.strain_rate_unit, "1/s")):
+        if value not in (None, default):
+            argv += [flag, value]
+    return argv + (["--allow-replicates"] if args.allow_replicates else [])
 
 
-def _figures(out: Path) -> list[str]:
-    """Key figures of the run, read back from the files the steps wrote."""
-    import json
-    lines = ["", "## Figures (SYNTHETIC data)"]
-    metrics = out / "run" / "metrics.json"
-    if metrics.is_file():
-        m = json.loads(metrics.read_text())
-        for part in ("train", "validation", "heldout"):
-            if m.get(part):
-                lines.append(f"- network, {part} curves: MARE {m[part]['mare_pct']:.3f} %, "
-                             f"RMSE {m[part]['rmse_mpa']:.3f} MPa, R² {m[part]['r2']:.5f}")
-    base = out / "baselines_synthetic.json"
-    if base.is_file():
-        b = json.loads(base.read_text())
-        for name, s in b["models"].items():
-            if s.get("heldout"):
-                lines.append(f"- {name}, held-out curves: MARE {s['heldout']['mare_pct']:.2f} %")
-    for what, path in (("CalculiX results", out / "ccx" / "results.csv"),
-                       ("FE host force–displacement", out / "simulate" / "force_displacement.csv"),
-                       ("plots", out / "run")):
-        if path.exists():
-            lines.append(f"- {what}: `{path}`")
-    return lines
+def _heldout(args, curves) -> str:
+    if args.heldout:
+        return args.heldout
+    if curves.source == "synthetic_dz411":
+        from .synthetic import DZ411_TEST_CONDITIONS
+        return ",".join(":".join(f"{v:g}" for v in c) for c in DZ411_TEST_CONDITIONS)
+    raise NeumatInputError(f"--data {args.data}: give the held-out conditions with --heldout \"T:rate[:extra],...\" "
+                           f"(°C, 1/s; whole curves, never used in any fit), e.g. --heldout "
+                           f"{curves.conditions()[0, 0]:g}:{curves.conditions()[0, 1]:g}")
+
+
+def _test_condition(curves, test) -> tuple[float, float, list[float]]:
+    """The FE runs' condition: the first held-out curve's temperature, rate and extras."""
+    c = test.conditions()[0]
+    return float(c[0]), float(c[1]), [float(v) for v in c[2:]]
+
+
+class _Run:
+    """Runs steps, times them, keeps going after a failure, remembers what ran."""
+
+    def __init__(self, total: int, progress: bool):
+        from tqdm.auto import tqdm
+        self.log: list[dict] = []
+        self.status = 0
+        self.bar = tqdm(total=total, desc="neumat demo", unit="step", disable=not progress, position=0,
+                        leave=True)
+
+    def step(self, name: str, fn, command: str | None = None, *, needs: tuple[str, ...] = ()):
+        failed = [n for n in needs if not self.ok(n)]
+        entry = {"name": name, "command": command}
+        if failed:
+            entry.update(rc=None, seconds=0.0, note=f"skipped: needs '{failed[0]}', which failed")
+        else:
+            self.bar.set_postfix_str(name)
+            print(f"\n=== {name}" + (f": {command}" if command else ""), flush=True)
+            t0 = time.perf_counter()
+            try:
+                rc, note = fn()
+            except NeumatInputError as exc:
+                rc, note = 2, f"error: {exc}"
+                print(f"neumat demo: step '{name}': {exc}", file=sys.stderr)
+            except Exception as exc:                     # a failed step is reported; the others go on
+                rc, note = 1, f"{type(exc).__name__}: {exc}"
+                import traceback
+                traceback.print_exc()
+            entry.update(rc=rc, seconds=time.perf_counter() - t0, note=note)
+            if rc and not self.status:
+                self.status = rc
+        self.log.append(entry)
+        self.bar.update(1)
+        return entry
+
+    def ok(self, name: str) -> bool:
+        return any(e["name"] == name and e["rc"] == 0 for e in self.log)
 
 
 def run(args) -> int:
+    from . import demo
     from .cli import main
+    from .training import TrainConfig
+
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    report = ["# neumat demo (SYNTHETIC DZ411 data)", ""]
-    status = 0
-    for name, argv in _steps(out, args.quick, args.seed):
-        print(f"\n=== neumat {shlex.join(argv)}", flush=True)
-        t0 = time.perf_counter()
-        rc = main(argv)
-        dt = time.perf_counter() - t0
-        report.append(f"- `neumat {shlex.join(argv)}` → exit {rc} in {dt:.1f} s")
-        if rc != 0:
-            status = rc
-            report.append(f"\nStopped: step '{name}' failed.")
-            break
-    report += _figures(out)
-    (out / "report.md").write_text("\n".join(report) + "\n")
-    print(f"\nreport: {out / 'report.md'}")
-    return status
+    t_start = time.perf_counter()
+    progress = sys.stderr.isatty()
+    curves = load_from_args(args)                   # bad data: one clear error before any step runs
+    heldout = _heldout(args, curves)
+    from .data import parse_heldout
+    train, test = curves.split_heldout(parse_heldout(heldout))
+    data = _data_argv(args)
+    quick = ["--quick"] if args.quick else []
+    onnx, net_dir, plain_dir = out / "model.onnx", out / "network", out / "plain_mlp"
+    temp, rate, extras = _test_condition(curves, test)
+    extra_kv = [f"{n}={v:g}" for n, v in zip(curves.extra_names, extras)]
+    results: dict = {"data": args.data, "synthetic": bool(curves.synthetic), "heldout": heldout,
+                     "seed": args.seed, "quick": args.quick, "fe_condition": [temp, rate, extras]}
+    cfg = TrainConfig.quick() if args.quick else TrainConfig()
+
+    def cli(argv):
+        def go():
+            return main(argv), None
+        return go, "neumat " + shlex.join(argv)
+
+    r = _Run(total=13, progress=progress)
+    plot_args = (["--write-csv", str(out / "data.csv")] if curves.synthetic else [])
+    r.step("data", *cli(["data", *data, "--plot", str(out / "data.png"), *plot_args]))
+    r.step("baselines", *cli(["baselines", *data, "--protocol", "full", "--heldout", heldout,
+                              "--json", str(out / "baselines.json")]))
+    r.step("train", *cli(["train", *data, "--heldout", heldout, "--seed", str(args.seed), "--out", str(net_dir),
+                          *quick]))
+    r.step("plain MLP", *cli(["train", *data, "--heldout", heldout, "--seed", str(args.seed), "--no-transfer",
+                              "--spec", demo.plain_spec(cfg.spec), "--no-plots", "--out", str(plain_dir), *quick]))
+
+    def compare():
+        results["comparison"] = demo.comparison(train, test, net_dir, plain_dir)
+        print(demo.comparison_markdown(results["comparison"]))
+        demo.plot_flow_curves(train, test, net_dir, out / "flow_curves.png")
+        return 0, None
+    r.step("compare", compare, needs=("train", "plain MLP"))
+
+    def learning():
+        rows = demo.learning_curve(train, test, cfg, demo.learning_sizes(train.n_curves, args.quick),
+                                   args.seed, progress=progress)
+        results["learning_curve"] = rows
+        demo.plot_learning_curve(rows, out / "learning_curve.png", curves.synthetic)
+        for row in rows:
+            print(f"  {row['training_curves']:3d} training curves: held-out MAPE {row['heldout']['mare_pct']:.3f} %")
+        return 0, None
+    r.step("learning curve", learning)
+    r.step("export", *cli(["export", str(net_dir), "--out", str(onnx)]), needs=("train",))
+    r.step("umat", *cli(["umat", str(onnx), "--out", str(out / "umat"), "--verify"]), needs=("export",))
+
+    lo_t, hi_t = float(train.temperature.min()), float(train.temperature.max())
+    lo_r, hi_r = float(train.strain_rate.min()), float(train.strain_rate.max())
+    mesh_in = out / "mesh" / "block.vtu"
+
+    mesh_argv = ["mesh", "--model", str(onnx), "--in", str(mesh_in), "--out", str(out / "mesh" / "block_flow.vtu"),
+                 "--temperature", "temperature", "--strain-rate", "strain_rate", "--plastic-strain", "plastic_strain",
+                 *[a for kv in extra_kv for a in ("--extra", kv)]]
+
+    def mesh():
+        demo.demo_mesh(mesh_in, (lo_t, hi_t), (lo_r, hi_r), n=4 if args.quick else 24)
+        rc = main(mesh_argv)
+        if rc == 0:
+            results["mesh"] = demo.mesh_summary(out / "mesh" / "block_flow.vtu")
+        return rc, None
+    r.step("mesh", mesh, "neumat " + shlex.join(mesh_argv), needs=("export",))
+    r.step("simulate", *cli(["simulate", "--model", str(onnx), "--temperature", f"{temp:g}", "--strain-rate",
+                             f"{rate:g}", *[a for kv in extra_kv for a in ("--extra", kv)],
+                             "--increments", "10" if args.quick else "20", "--out", str(out / "simulate")]),
+           needs=("export",))
+
+    from fortran_umat.ccx import CcxNotBuilt, ccx_binary
+    try:
+        ccx_binary()
+        r.step("ccx", *cli(["ccx", "--model", str(onnx), "--temperature", f"{temp:g}", "--strain-rate", f"{rate:g}",
+                            "--extras", *[f"{v:g}" for v in extras], "--compare-plastic", "--compare-bridge",
+                            "--out", str(out / "ccx")]), needs=("umat",))
+    except CcxNotBuilt as exc:
+        r.log.append({"name": "ccx", "command": None, "rc": None, "seconds": 0.0,
+                      "note": f"CalculiX is not available here ({exc}); `make ccx` builds it"})
+        r.bar.update(1)
+        print(f"\n=== ccx: skipped: CalculiX is not available ({exc}); `make ccx` builds it")
+
+    def latency():
+        from benchmarks.model_latency import measure
+        results["latency"] = measure(net_dir / "model.json", onnx, out / "latency", quick=args.quick)
+        return 0, None
+    if args.no_latency:
+        r.log.append({"name": "latency", "command": None, "rc": None, "seconds": 0.0, "note": "skipped (--no-latency)"})
+        r.bar.update(1)
+    else:
+        r.step("latency", latency, needs=("umat",))
+
+    def figures():
+        demo.plot_compression(out, onnx, temp, rate, extras, out / "compression.png")
+        return 0, None
+    r.step("figures", figures, needs=("export",))
+    r.bar.close()
+    results["steps"] = r.log
+    results["seconds"] = time.perf_counter() - t_start
+    from benchmarks.latency import machine_info
+    m = machine_info()
+    results["machine"] = f"{m['cpu_model']}, {m['usable_cores']} cores, Python {m['python']}"
+    demo.write_json(out / "results.json", results)
+    from .demo_report import write_report
+    report = write_report(out, results, train, test)
+    _summary(out, report, r.log, results["seconds"])
+    return r.status
+
+
+def _summary(out: Path, report: Path, log: list[dict], seconds: float) -> None:
+    print("\n" + "=" * 72)
+    print(f"neumat demo finished in {seconds:.0f} s")
+    for e in log:
+        state = "ok" if e["rc"] == 0 else ("skipped" if e["rc"] is None else f"FAILED (exit {e['rc']})")
+        print(f"  {e['name']:<15} {state:<18} {e['seconds']:6.1f} s" + (f"  {e['note']}" if e.get("note") else ""))
+    print(f"\nreport:   {report}")
+    for what, p in (("plots", out / "flow_curves.png"), ("model", out / "model.onnx"), ("UMAT", out / "umat"),
+                    ("FE host", out / "simulate"), ("CalculiX", out / "ccx"), ("results", out / "results.json")):
+        if p.exists():
+            print(f"{what + ':':<10}{p}")

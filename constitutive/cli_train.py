@@ -39,7 +39,16 @@ def _version() -> str:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("train", help="train the residual network (transfer learning from Arrhenius)")
+    p = sub.add_parser(
+        "train", help="train the residual network (transfer learning from Arrhenius)",
+        description="Train the residual network on flow curves (inputs strain, strain rate 1/s, temperature °C "
+                    "and extra features; output flow stress MPa): preprocessing, SMOTE, transfer learning from "
+                    "the fitted Arrhenius law, early stopping on whole validation curves. Held-out curves are "
+                    "never used in any fit. Writes model.json (for `neumat export`), metrics.json and plots.",
+        epilog="examples:\n"
+               "  neumat train --data synthetic_dz411 --out runs/dz411          # its 3 test conditions held out\n"
+               "  neumat train --data gleeble_3cr2mo --heldout 950:1,1050:1 --seed 1 --out runs/g1\n"
+               "  neumat train --data my_curves.csv --config best.json --heldout 1100:0.01 --out runs/mine")
     add_data_arguments(p)
     add_heldout_argument(p)
     _common(p)
@@ -47,7 +56,11 @@ def register(sub) -> None:
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.set_defaults(func=run_train)
 
-    p = sub.add_parser("cv", help="leave-one-condition-out cross-validation on the training curves")
+    p = sub.add_parser(
+        "cv", help="leave-one-condition-out cross-validation on the training curves",
+        description="k conditions, k fits: each fit leaves one condition's curves out and scores on them "
+                    "(MARE %). Held-out conditions (--heldout) are excluded first and never seen.",
+        epilog="example:\n  neumat cv --data gleeble_3cr2mo --heldout 950:1,1050:1 --max-folds 6 --json cv.json")
     add_data_arguments(p)
     add_heldout_argument(p)
     _common(p)
@@ -55,7 +68,12 @@ def register(sub) -> None:
     p.add_argument("--json", default=None, help="write the CV result here")
     p.set_defaults(func=run_cv)
 
-    p = sub.add_parser("search", help="optuna hyper-parameter search (objective: CV error on training curves)")
+    p = sub.add_parser(
+        "search", help="optuna hyper-parameter search (objective: CV error on training curves)",
+        description="Search structure, activation, learning rate, weight decay, SMOTE and preprocessing with "
+                    "optuna (TPE, seeded); the objective is the cross-validation MARE (%) on the training "
+                    "curves only. Writes the best TrainConfig as JSON for `neumat train --config`.",
+        epilog="example:\n  neumat search --data my_curves.csv --heldout 1100:0.01 --trials 40 --out best.json")
     add_data_arguments(p)
     add_heldout_argument(p)
     _common(p)

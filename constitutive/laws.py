@@ -37,8 +37,8 @@ def arrhenius_stress(params: dict, strain, rate, temperature_c, grad: bool = Fal
     q, dq = _poly(params["Q"], e)
     lna, dlna = _poly(params["lnA"], e)
     lnx = (np.log(rate) + q / (GAS_CONSTANT * tk) - lna) / n
-    x = np.exp(lnx)
-    sigma = np.arcsinh(x) / alpha
+    # asinh(e^u) = u + ln 2 + O(e^-2u): the same law without overflow for very large Z/A
+    sigma = np.where(lnx > 20.0, lnx + np.log(2.0), np.arcsinh(np.exp(np.minimum(lnx, 20.0)))) / alpha
     if not grad:
         return sigma
     dsig_dlnx = 1.0 / (alpha * np.sqrt(1.0 + np.exp(-2.0 * lnx)))     # x/√(1+x²)/α

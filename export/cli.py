@@ -13,7 +13,13 @@ VERIFY_RTOL = 1e-12
 
 def register(sub) -> None:
     p = sub.add_parser("export", help="export a trained model (run folder or model.json) to ONNX "
-                                      "with flow stress (MPa) and its input derivatives")
+                                      "with flow stress (MPa) and its input derivatives",
+                       description="Write a float64 ONNX graph x (N, F) → sigma (N,) in MPa and dsigma_dx (N, F) "
+                                   "(MPa per unit of each input: strain, strain rate 1/s, temperature °C, extras), "
+                                   "with the rate floor and box policy inside the graph and the metadata (feature "
+                                   "names and units, training box, hashes) in the file; checks onnxruntime "
+                                   "against the model on random in-box points.",
+                       epilog="example:\n  neumat export runs/dz411 --out dz411.onnx")
     p.add_argument("run", help="run folder written by 'neumat train' (with model.json) or a model.json path")
     p.add_argument("--out", required=True, help="output .onnx path")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17, default 17)")

@@ -626,6 +626,8 @@ def add_arguments(p) -> None:
         f"{CCX_VERSION} (built by `make ccx`) at constant temperature and strain rate, print the "
         "stress-strain curve and Newton iterations per increment and write results.csv. "
         "Units: °C, 1/s, MPa, mm.")
+    p.epilog = ("example:\n  neumat ccx --model dz411.onnx --temperature 1000 --strain-rate 0.1 --extras 0 "
+                "--compare-plastic --compare-bridge --out ccx_run")
     p.add_argument("--model", required=True, help="exported model (.onnx)")
     p.add_argument("--temperature", type=float, required=True, help="test temperature, °C")
     p.add_argument("--strain-rate", type=float, required=True, help="true strain rate, 1/s (> 0): rate of the strain the material sees (small strain; logarithmic with --nlgeom)")

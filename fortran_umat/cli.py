@@ -12,10 +12,15 @@ def register(sub) -> None:
         description="Translate the ONNX flow-stress model to Fortran 2008 (flow stress + J2 return "
                     "mapping + Abaqus UMAT), compile it with gfortran into lib<NAME>.so (cached by the "
                     "model's hash under ${NEUMAT_CACHE:-~/.cache/neumat}/umat) and print the library "
-                    "path and a *MATERIAL snippet. Units: MPa, 1/s, °C, s.")
+                    "path and a *MATERIAL snippet. Units: MPa, 1/s, °C, s.",
+        epilog="example:  neumat umat runs/demo/model.onnx --out runs/demo/umat --verify")
     p.add_argument("model", help="model.onnx written by `neumat export`")
     p.add_argument("--out", required=True, help="folder for the .f90, the library and material.inp")
     p.add_argument("--force", action="store_true", help="rebuild even when the cached library is current")
+    p.add_argument("--verify", action="store_true",
+                   help="also run the compiled UMAT and the Python bridge side by side on 5 strain paths "
+                        "inside the training box and report the largest stress/STATEV/tangent difference "
+                        "(exit 1 above 1e-9 relative)")
     p.set_defaults(func=run_umat)
 
     if importlib.util.find_spec("fortran_umat.ccx") is not None:
@@ -40,4 +45,11 @@ def run_umat(args) -> int:
     print(f"\nBefore running the solver:\n  export LD_LIBRARY_PATH={res.library_dir.resolve()}:$LD_LIBRARY_PATH\n")
     print("Deck snippet (also written to " + str(Path(args.out) / "material.inp") + "):\n")
     print(res.snippet)
+    if args.verify:
+        import json
+        from .verify import verify_umat
+        v = verify_umat(args.model, library=res.library)
+        print("\nverification against the Python bridge: " + v.summary())
+        (Path(args.out) / "verification.json").write_text(json.dumps(v.as_dict(), indent=1) + "\n")
+        return 0 if v.passed else 1
     return 0
