@@ -34,6 +34,7 @@ import logging
 import os
 import re
 import threading
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,17 +91,21 @@ class ChunkFailure:
 # worker side
 # ---------------------------------------------------------------------------------------------
 _BACKENDS: dict = {}               # sha256 of the model bytes -> OnnxBackend (one per process)
-_BUILDS = 0                        # sessions built by this process
+_BUILDS: dict = {}                 # sha256 -> onnxruntime sessions built by this process
 _LOCK = threading.Lock()
 
 
-def session_builds() -> int:
-    """How many onnxruntime sessions this process has built for Dask tasks (for tests)."""
-    return _BUILDS
+def session_builds(key: str | None = None) -> int:
+    """How many onnxruntime sessions this process has built for Dask tasks, for the model of
+    sha256 ``key`` or for all (tests check that it is one per worker and model)."""
+    return _BUILDS.get(key, 0) if key is not None else sum(_BUILDS.values())
+
+
+def model_key(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def _backend(key: str, data: bytes):
-    global _BUILDS
     flow = _BACKENDS.get(key)
     if flow is None:
         with _LOCK:
@@ -109,7 +114,7 @@ def _backend(key: str, data: bytes):
                 from .backends import OnnxBackend
                 flow = OnnxBackend(f"<model {key[:12]}>", threads=1, data=data)
                 _BACKENDS[key] = flow
-                _BUILDS += 1
+                _BUILDS[key] = _BUILDS.get(key, 0) + 1
     return flow
 
 
@@ -129,11 +134,11 @@ def _evaluate_rows(flow, kernel: str, arrays: tuple, params: dict, chunk: int, s
     return tuple(out)
 
 
-def _run_task(model_key: str, model_data: bytes, kernel: str, arrays: tuple, params: dict, chunk: int,
+def _run_task(key: str, model_data: bytes, kernel: str, arrays: tuple, params: dict, chunk: int,
               start: int):
     """The Dask task: ``("ok", outputs)`` or ``("error", worker address, message)``."""
     try:
-        flow = _backend(model_key, model_data)
+        flow = _backend(key, model_data)
         return "ok", _evaluate_rows(flow, kernel, arrays, params, chunk, start)
     except Exception as exc:          # reported with the row range by the driver; other tasks go on
         try:
@@ -170,8 +175,11 @@ class DaskRunner:
         if self.client is not None:
             return self.client, None, None
         if self.kind == "local":
-            cluster = distributed.LocalCluster(n_workers=self.target, threads_per_worker=1, processes=True,
-                                               dashboard_address=None, silence_logs=logging.ERROR)
+            with warnings.catch_warnings():     # "Port 8787 is already in use" (its HTTP server moves on)
+                warnings.filterwarnings("ignore", message="Port .* is already in use")
+                cluster = distributed.LocalCluster(n_workers=self.target, threads_per_worker=1,
+                                                   processes=True, dashboard_address=None,
+                                                   silence_logs=logging.ERROR)
             return distributed.Client(cluster, direct_to_workers=True), cluster, "local"
         try:
             client = distributed.Client(self.target, timeout="20s")
@@ -199,7 +207,7 @@ class DaskRunner:
                 client.wait_for_workers(1, timeout=60)
                 info = client.scheduler_info()
             nthreads = sum(w.get("nthreads", 1) for w in info["workers"].values()) or 1
-            key = hashlib.sha256(data).hexdigest()
+            key = model_key(data)
             model = client.scatter(data, broadcast=True, hash=False)   # shipped once, to every worker
             self.scatter_calls += 1
             from .mesh import _progress
