@@ -41,7 +41,13 @@ def register(sub) -> None:
                     "writes flow_stress_MPa, dflow_stress_d_<feature> (MPa per unit of the feature) and "
                     "out_of_box; update mode (--strain-increment and --dt) writes stress_MPa (Voigt 11,22,"
                     "33,12,13,23), mises_stress_MPa, equivalent_plastic_strain, state (9 STATEV), status "
-                    "(0 ok, 1 step cut, 2 bad input) and pnewdt. Units: °C, 1/s, MPa, s.")
+                    "(0 ok, 1 step cut, 2 bad input) and pnewdt. Units: °C, 1/s, MPa, s.",
+        epilog="examples:\n"
+               "  neumat mesh --model dz411.onnx --in part.vtu --out part_flow.vtu --temperature T "
+               "--strain-rate 0.1 --plastic-strain peeq --extra direction=0\n"
+               "  neumat mesh --model dz411.onnx --in step.xdmf --out step_upd.xdmf --temperature 1000 "
+               "--plastic-strain 0 --strain-increment dstran --dt 0.01 --E 150000 --nu 0.3\n"
+               "  neumat mesh ... --dask local:2        # chunks on a local Dask cluster of 2 workers")
     p.add_argument("--model", required=True, help="exported model (.onnx)")
     p.add_argument("--in", dest="mesh_in", required=True, help="input mesh file")
     p.add_argument("--out", dest="mesh_out", required=True, help="output mesh file (format from the suffix)")
@@ -79,7 +85,9 @@ def register(sub) -> None:
         description="Cylinder Ø10 × 15 mm (1/8 model, hexahedra, B-bar), isothermal, platens closing at "
                     "v = strain_rate · h0 to ln(h0/h) = --strain; frictionless or sticking ends. Writes "
                     "increment_NNNN.vtu, compression.pvd and force_displacement.csv into --out and prints "
-                    "the Newton residual norms of every increment. Units: mm, s, MPa, N, °C.")
+                    "the Newton residual norms of every increment. Units: mm, s, MPa, N, °C.",
+        epilog="example:\n  neumat simulate --model dz411.onnx --temperature 1000 --strain-rate 0.1 "
+               "--extra direction=0 --friction stick --out sim_1000")
     s.add_argument("--model", required=True, help="exported model (.onnx)")
     s.add_argument("--temperature", type=float, default=1100.0, help="°C (default 1100)")
     s.add_argument("--strain-rate", type=float, default=0.1, help="nominal strain rate v/h0, 1/s (default 0.1)")

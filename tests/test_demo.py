@@ -1,0 +1,93 @@
+"""``neumat demo`` end to end (quick settings), its failure handling, and the help texts."""
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+from constitutive.cli import build_parser, main, _all_parsers
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    rc = main(["demo", "--quick", "--out", str(out)])
+    return rc, out
+
+
+def test_demo_quick_fills_every_section(demo_run):
+    rc, out = demo_run
+    assert rc == 0
+    report = (out / "report.md").read_text()
+    for heading in ("## 1. Data", "## 2. Phenomenological baselines", "## 3. Held-out comparison",
+                    "## 4. Learning curve", "## 5. Export and UMAT", "## 6. Mesh evaluation",
+                    "## 7. FE runs", "## 8. Latency of this model"):
+        assert heading in report
+    assert "failed" not in report.lower() and "did not run" not in report
+    assert "SYNTHETIC" in report
+    # every image the report links exists
+    for name in re.findall(r"!\[[^]]*\]\(([^)]+)\)", report):
+        assert (out / name).is_file(), name
+    for name in ("flow_curves.png", "learning_curve.png", "network/parity.png", "compression.png"):
+        assert f"]({name})" in report
+    res = json.loads((out / "results.json").read_text())
+    assert [r["model"].split()[0] for r in res["comparison"]["rows"]] == ["Arrhenius", "plain", "neumat"]
+    for r in res["comparison"]["rows"]:
+        assert np.isfinite(r["whole"]["mare_pct"]) and r["whole"]["mare_pct"] > 0
+        assert "high_t_axial_low_strain" in r              # the 975 °C axial test curve
+    assert [r["training_curves"] for r in res["learning_curve"]] == [6, 12, 62]
+    v = json.loads((out / "umat" / "verification.json").read_text())
+    assert v["passed"] and v["plastic_increments"] > 50 and v["max_rel_tangent"] < 1e-9
+    assert res["mesh"]["points"] == 125 and res["mesh"]["flow_stress_min_mpa"] > 0
+    lat = {r["path"]: r for r in res["latency"]}
+    assert all("min_s" in r or "reason" in r for r in lat.values())
+    assert "min_s" in lat["onnxruntime"] and "min_s" in lat["umat_python_callback"]
+
+
+def test_demo_report_numbers_come_from_the_run(demo_run):
+    """The comparison table in the report is the one computed from the saved models."""
+    _, out = demo_run
+    res = json.loads((out / "results.json").read_text())
+    net = json.loads((out / "network" / "metrics.json").read_text())
+    ours = res["comparison"]["rows"][2]["whole"]["mare_pct"]
+    assert ours == pytest.approx(net["heldout"]["mare_pct"], rel=1e-9)
+    assert f"{ours:.3f}" in (out / "report.md").read_text()
+
+
+def test_demo_goes_on_after_a_failed_step(tmp_path, monkeypatch):
+    import constitutive.demo as demo
+
+    def broken(*a, **k):
+        raise RuntimeError("injected failure")
+    monkeypatch.setattr(demo, "learning_curve", broken)
+    monkeypatch.setattr(demo, "comparison", broken)
+    rc = main(["demo", "--quick", "--no-latency", "--out", str(tmp_path)])
+    assert rc == 1
+    report = (tmp_path / "report.md").read_text()
+    assert "Step 'learning curve' failed (exit 1): RuntimeError: injected failure" in report
+    assert "Step 'compare' failed" in report
+    assert "passed" in report                                 # the UMAT verification still ran
+    assert (tmp_path / "model.onnx").is_file()
+
+
+def test_demo_other_data_needs_heldout(tmp_path, capsys):
+    from constitutive.synthetic import generate_dz411
+    csv = tmp_path / "mine.csv"
+    generate_dz411(points_per_curve=20).to_csv(csv)
+    assert main(["demo", "--data", str(csv), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "--heldout" in err and "Traceback" not in err
+
+
+def test_every_command_help_has_a_description_and_an_example():
+    parser = build_parser()
+    assert "example" in parser.format_help()
+    for p in _all_parsers(parser):
+        text = p.format_help()
+        if p is parser or p.prog.endswith("benchmark"):
+            continue
+        assert p.description, p.prog
+        assert re.search(r"examples?:", text), p.prog
+        assert re.search(r"°C|1/s|MPa|units", text, re.I), p.prog
