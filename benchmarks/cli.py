@@ -30,7 +30,7 @@ def register(sub) -> None:
          "Time σ and dσ/dx per point (batch sizes 1 … 10⁶, 1 and 2 threads) for onnxruntime, the compiled "
          "Fortran kernel and torch, the J2 return mapping per point-step, the Python UMAT callback and the "
          "Fortran UMAT per call, with peak memory per point; writes latency.json, a plot and the latency "
-         "section of benchmarks/README.md. Times in s (shown as ns/µs/ms).",
+         "section of benchmarks/README.md. Units: seconds per call or per point (shown as ns/µs/ms).",
          "neumat bench --quick --out /tmp/lat      # seconds; the full run takes about 15 minutes")
     bench = sub.add_parser("benchmark", help="named benchmarks: accuracy")
     bsub = bench.add_subparsers(dest="benchmark", metavar="NAME", required=True)
