@@ -91,3 +91,31 @@ def test_every_command_help_has_a_description_and_an_example():
         assert p.description, p.prog
         assert re.search(r"examples?:", text), p.prog
         assert re.search(r"°C|1/s|MPa|units", text, re.I), p.prog
+
+
+def _readme_commands() -> list[list[str]]:
+    """Every `neumat ...` command line in the README's code blocks (continuations joined,
+    comments dropped)."""
+    import shlex
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    cmds = []
+    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            argv = shlex.split(line, comments=True)
+            if argv[:1] == ["neumat"]:
+                cmds.append(argv[1:])
+    return cmds
+
+
+def test_readme_commands_parse():
+    """Each command the README shows is accepted by the parser as printed (flags, choices)."""
+    cmds = _readme_commands()
+    assert len(cmds) >= 9
+    parser = build_parser()
+    for argv in cmds:
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit:
+            pytest.fail(f"README command does not parse: neumat {' '.join(argv)}")
+        assert getattr(args, "func", None), argv
