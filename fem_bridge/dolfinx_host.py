@@ -112,17 +112,43 @@ class DolfinxResult:
         return d
 
 
+class _LinearSolveFailed(RuntimeError):
+    pass
+
+
+def _rigid_body_modes(V, PETSc):
+    """The six rigid-body displacement fields of V, orthonormal, as a PETSc near null space."""
+    x = V.tabulate_dof_coordinates()
+    n = V.dofmap.index_map.size_local
+    vecs = []
+    for k in range(6):
+        f = np.zeros((x.shape[0], 3))
+        if k < 3:
+            f[:, k] = 1.0
+        else:
+            i, j = [(0, 1), (1, 2), (2, 0)][k - 3]
+            f[:, i], f[:, j] = -x[:, j], x[:, i]
+        vec = PETSc.Vec().createWithArray(f[:n].ravel().copy(), bsize=3, comm=V.mesh.comm)
+        for w in vecs:
+            vec.axpy(-vec.dot(w), w)
+        vec.normalize()
+        vecs.append(vec)
+    return PETSc.NullSpace().create(vectors=vecs, comm=V.mesh.comm)
+
+
 def _log(comm, say, msg):
     if say is not None and comm.rank == 0:
         say(msg)
 
 
 def run_compression_dolfinx(model, setup: CompressionSetup | None = None, out_dir=None, degree: int | None = None,
-                            log=print, comm=None, ghost_mode: str = "none") -> DolfinxResult:
+                            log=print, comm=None, ghost_mode: str = "none", solver: str = "lu") -> DolfinxResult:
     """Run the compression in DOLFINx on ``comm`` (default COMM_WORLD). ``model``: ONNX path or a
     flow-stress backend. ``degree``: displacement degree, 1 or 2 (default 1 frictionless, 2 sticking).
     ``ghost_mode``: "none" or "shared_facet" (ghost cells; integrated too, with the same inputs as on
-    their owner). Returns the same result on every rank; rank 0 writes the files."""
+    their owner). ``solver``: "lu" (MUMPS) or "cg" (conjugate gradients, GAMG with the rigid-body
+    modes as near null space, relative tolerance 1e-12). Returns the same result on every rank; rank
+    0 writes the files."""
     from mpi4py import MPI                      # before dolfinx: loads libmpi
     import dolfinx_solver  # noqa: F401  (sets up the wheel's shared libraries)
     import basix.ufl
@@ -144,6 +170,8 @@ def run_compression_dolfinx(model, setup: CompressionSetup | None = None, out_di
         degree = 2 if setup.friction == "stick" else 1
     if degree not in (1, 2):
         raise NeumatInputError(f"degree must be 1 or 2, got {degree}")
+    if solver not in ("lu", "cg"):
+        raise NeumatInputError(f"solver must be 'lu' or 'cg', got {solver!r}")
     if ghost_mode not in ("none", "shared_facet"):
         raise NeumatInputError(f"ghost mode must be 'none' or 'shared_facet', got {ghost_mode!r}")
     flow = load_backend(model) if isinstance(model, (str, Path)) else model
@@ -241,9 +269,15 @@ def run_compression_dolfinx(model, setup: CompressionSetup | None = None, out_di
     dx_vec = dolfinx.fem.petsc.create_vector(V)
     ksp = PETSc.KSP().create(comm)
     ksp.setOperators(A)
-    ksp.setType("preonly")
-    ksp.getPC().setType("lu")
-    ksp.getPC().setFactorSolverType("mumps")
+    if solver == "lu":
+        ksp.setType("preonly")
+        ksp.getPC().setType("lu")
+        ksp.getPC().setFactorSolverType("mumps")
+    else:
+        A.setNearNullSpace(_rigid_body_modes(V, PETSc))
+        ksp.setType("cg")
+        ksp.getPC().setType("gamg")
+        ksp.setTolerances(rtol=1e-12, atol=1e-30, max_it=2000)
 
     elastic = Elasticity(setup.E, setup.nu)
     timers = {"integrate": 0.0, "assembly": 0.0, "solve": 0.0}
@@ -294,6 +328,8 @@ def run_compression_dolfinx(model, setup: CompressionSetup | None = None, out_di
         dolfinx.fem.petsc.set_bc(b, bcs, du.x.petsc_vec, -1.0)
         t1 = time.perf_counter()
         ksp.solve(b, dx_vec)
+        if ksp.getConvergedReason() < 0:
+            raise _LinearSolveFailed(f"linear solver failed (PETSc reason {ksp.getConvergedReason()})")
         dx_vec.ghostUpdate(addv=PETSc.InsertMode.INSERT, mode=PETSc.ScatterMode.FORWARD)
         du.x.petsc_vec.axpy(-1.0, dx_vec)
         du.x.scatter_forward()
@@ -310,7 +346,10 @@ def run_compression_dolfinx(model, setup: CompressionSetup | None = None, out_di
         for it in range(1, setup.max_newton + 1):
             if it == 1 and C_prev is not None:
                 tan_coef.x.array[:] = C_prev.ravel()
-            correction(first=(it == 1))
+            try:
+                correction(first=(it == 1))
+            except _LinearSolveFailed as exc:
+                return False, str(exc), res
             bad = update(dt)
             if bad:
                 return False, f"{bad} point(s) requested a step cut", res
@@ -411,7 +450,8 @@ def run_compression_dolfinx(model, setup: CompressionSetup | None = None, out_di
             w.writerow(CSV_COLUMNS)
             for r in rows:
                 w.writerow([f"{x:.17g}" if isinstance(x, float) else x for x in r])
-        info = {**result.summary(), "setup": asdict(setup), "degree": degree, "volume0_mm3": volume0}
+        info = {**result.summary(), "setup": asdict(setup), "degree": degree, "solver": solver,
+                "ghost_mode": ghost_mode, "volume0_mm3": volume0}
         (out / "newton.json").write_text(json.dumps(info, indent=1))
     return result
 
@@ -438,6 +478,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="mesh: O-grid core, ring and layers over the half height (default %(default)s)")
     p.add_argument("--degree", type=int, default=None, choices=[1, 2],
                    help="displacement degree (default 1 frictionless, 2 sticking: Q1 locks when sticking)")
+    p.add_argument("--solver", choices=["lu", "cg"], default="lu",
+                   help="linear solver: lu (MUMPS, default) or cg (GAMG-preconditioned conjugate gradients)")
     p.add_argument("--ghost-mode", choices=["none", "shared_facet"], default="none",
                    help="MPI ghost cells of the mesh (default none)")
     p.add_argument("--out", default="dolfinx_out", help="output folder (default %(default)s)")
@@ -470,7 +512,7 @@ def main(argv=None) -> int:
                                  increments=args.increments, friction=args.friction, E=args.E, nu=args.nu,
                                  divisions=div, extras=extras)
         res = run_compression_dolfinx(args.model, setup, out_dir=args.out, degree=args.degree,
-                                      ghost_mode=args.ghost_mode, log=None if args.quiet else print)
+                                      ghost_mode=args.ghost_mode, solver=args.solver, log=None if args.quiet else print)
     except NeumatInputError as exc:
         if MPI.COMM_WORLD.rank == 0:
             print(f"fem_bridge.dolfinx_host: error: {exc}", file=sys.stderr)
