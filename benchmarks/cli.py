@@ -55,3 +55,11 @@ def register(sub) -> None:
          "points/s, read/write/cluster-start times in s, peak RSS of driver and workers in bytes, "
          "outputs compared bit for bit, and 'neumat mesh' end to end.",
          "neumat benchmark dask --points 300000 --out /tmp/dask.json   # seconds; 10^7 points about 5 minutes")
+    _add(bsub, "dask", "benchmarks.dask_throughput",
+         "neumat mesh single process vs --dask local:2 on 10^7 points "
+         "(writes benchmarks/results/dask_throughput.json)",
+         "Evaluate the residual_elu ONNX model on every point of a 10^7-point XDMF mesh, once in one "
+         "process and once on a Dask LocalCluster (--workers one-thread processes): evaluation time and "
+         "points/s, read/write/cluster-start times in s, peak RSS of driver and workers in bytes, "
+         "outputs compared bit for bit, and 'neumat mesh' end to end.",
+         "neumat benchmark dask --points 300000 --out /tmp/dask.json   # seconds; 10^7 points about 5 minutes")
