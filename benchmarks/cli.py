@@ -32,7 +32,7 @@ def register(sub) -> None:
          "Fortran UMAT per call, with peak memory per point; writes latency.json, a plot and the latency "
          "section of benchmarks/README.md. Units: seconds per call or per point (shown as ns/µs/ms).",
          "neumat bench --quick --out /tmp/lat      # seconds; the full run takes about 15 minutes")
-    bench = sub.add_parser("benchmark", help="named benchmarks: accuracy, dolfinx-scaling")
+    bench = sub.add_parser("benchmark", help="named benchmarks: accuracy, dolfinx-scaling, dask")
     bsub = bench.add_subparsers(dest="benchmark", metavar="NAME", required=True)
     _add(bsub, "accuracy", "benchmarks.accuracy",
          "accuracy on gleeble_3cr2mo against the published table (writes benchmarks/results/accuracy.json)",
@@ -47,14 +47,6 @@ def register(sub) -> None:
          "under .venv-dolfinx/bin/mpiexec -n 2: wall times (process; host split into setup, integrate "
          "callback, assembly, MUMPS solve), Newton iterations, force curves compared between rank counts.",
          "neumat benchmark dolfinx-scaling --divisions 4,3,6 --out /tmp/dx.json   # seconds; default mesh about 2 minutes")
-    _add(bsub, "dask", "benchmarks.dask_throughput",
-         "neumat mesh single process vs --dask local:2 on 10^7 points "
-         "(writes benchmarks/results/dask_throughput.json)",
-         "Evaluate the residual_elu ONNX model on every point of a 10^7-point XDMF mesh, once in one "
-         "process and once on a Dask LocalCluster (--workers one-thread processes): evaluation time and "
-         "points/s, read/write/cluster-start times in s, peak RSS of driver and workers in bytes, "
-         "outputs compared bit for bit, and 'neumat mesh' end to end.",
-         "neumat benchmark dask --points 300000 --out /tmp/dask.json   # seconds; 10^7 points about 5 minutes")
     _add(bsub, "dask", "benchmarks.dask_throughput",
          "neumat mesh single process vs --dask local:2 on 10^7 points "
          "(writes benchmarks/results/dask_throughput.json)",
