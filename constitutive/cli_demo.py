@@ -32,7 +32,7 @@ from .errors import NeumatInputError
 EXAMPLES = """examples:
   neumat demo                                   # embedded SYNTHETIC DZ411 campaign → runs/demo/report.md
   neumat demo --quick --out /tmp/demo           # seconds-long training settings (a smoke test)
-  neumat demo --data gleeble_3cr2mo --heldout 950:1,1050:1 --out runs/3cr2mo
+  neumat demo --data gleeble_3cr2mo --heldout 1100:1,1200:1 --out runs/3cr2mo
   neumat demo --data my_curves.csv --columns temperature=T_C,strain_rate=rate,strain=eps,stress=sig \\
               --heldout 1000:0.1 --out runs/mine"""
 

@@ -47,7 +47,7 @@ def register(sub) -> None:
                     "never used in any fit. Writes model.json (for `neumat export`), metrics.json and plots.",
         epilog="examples:\n"
                "  neumat train --data synthetic_dz411 --out runs/dz411          # its 3 test conditions held out\n"
-               "  neumat train --data gleeble_3cr2mo --heldout 950:1,1050:1 --seed 1 --out runs/g1\n"
+               "  neumat train --data gleeble_3cr2mo --heldout 1100:1,1200:1 --seed 1 --out runs/g1\n"
                "  neumat train --data my_curves.csv --config best.json --heldout 1100:0.01 --out runs/mine")
     add_data_arguments(p)
     add_heldout_argument(p)
@@ -60,7 +60,7 @@ def register(sub) -> None:
         "cv", help="leave-one-condition-out cross-validation on the training curves",
         description="k conditions, k fits: each fit leaves one condition's curves out and scores on them "
                     "(MARE %). Held-out conditions (--heldout) are excluded first and never seen.",
-        epilog="example:\n  neumat cv --data gleeble_3cr2mo --heldout 950:1,1050:1 --max-folds 6 --json cv.json")
+        epilog="example:\n  neumat cv --data gleeble_3cr2mo --heldout 1100:1,1200:1 --max-folds 6 --json cv.json")
     add_data_arguments(p)
     add_heldout_argument(p)
     _common(p)

@@ -26,11 +26,13 @@ def plain_spec(spec: str) -> str:
 
 
 def _high_t_axial(curves: FlowCurves) -> np.ndarray:
-    """Curve indices at T >= 950 °C in the axial direction (direction = 0, when there is one)."""
+    """Curve indices at T >= 950 °C in the axial direction (direction = 0): the regime of
+    method.md's Arrhenius fit. Only for data with a direction input, the DZ411 design; other
+    data: none (the Arrhenius fit then takes all training curves)."""
+    if "direction" not in curves.extra_names:
+        return np.zeros(0, dtype=int)
     conds = curves.conditions()
-    keep = conds[:, 0] >= HIGH_T_C
-    if "direction" in curves.extra_names:
-        keep &= conds[:, 2 + curves.extra_names.index("direction")] == 0
+    keep = (conds[:, 0] >= HIGH_T_C) & (conds[:, 2 + curves.extra_names.index("direction")] == 0)
     return np.flatnonzero(keep)
 
 

@@ -98,8 +98,8 @@ def write_report(out: Path, results: dict, train: FlowCurves, test: FlowCurves) 
     L += ["## 3. Held-out comparison", ""]
     comp = results.get("comparison")
     if comp:
-        L += [f"MAPE (mean absolute percentage error) on the held-out curves ({', '.join(comp['heldout'])})"
-              + (f"; the high-T axial column uses {', '.join(comp['high_t_axial_heldout'])} at strain < 0.21"
+        L += [f"MAPE (mean absolute percentage error) on the held-out curves ({'; '.join(comp['heldout'])})"
+              + (f"; the high-T axial column uses {'; '.join(comp['high_t_axial_heldout'])} at strain < 0.21"
                  if comp["high_t_axial_heldout"] else "") + ". Layout of method.md's result table.", "",
               demo.comparison_markdown(comp), ""]
         m = _read_json(out / "network" / "metrics.json") or {}
