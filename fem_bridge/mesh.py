@@ -48,6 +48,11 @@ is streamed as raw appended binary, array by array. Measured on 10⁷ vertex poi
 (2 shared cores): XDMF/HDF5 in and out 1.16 GB peak RSS, 66 s; VTU in and out 2.23 GB peak,
 40 s — that peak is meshio's VTU reader, which holds the whole base64 file text while decoding,
 so use XDMF (HDF5) for meshes of 10⁷ points and more. 10⁶ points VTU → VTU: 3.9 s, 0.34 GB.
+
+Dask (``dask=`` / ``neumat mesh --dask local[:N]|ADDRESS``, ``fem_bridge.dask_runner``): the same
+per-chunk functions (``KERNELS``) run on the workers of a Dask cluster, tasks of many chunks cut at
+the same chunk boundaries, so the outputs are bitwise those of the single process; a failed task
+leaves its rows NaN (update mode: status −1) and adds the field ``evaluation_failed`` (1 there).
 """
 from __future__ import annotations
 
