@@ -34,6 +34,7 @@ import logging
 import os
 import re
 import threading
+import uuid
 import warnings
 from dataclasses import dataclass
 
@@ -204,7 +205,11 @@ class DaskRunner:
         try:
             info = client.scheduler_info()
             if not info.get("workers"):
-                client.wait_for_workers(1, timeout=60)
+                try:
+                    client.wait_for_workers(1, timeout=60)
+                except (TimeoutError, OSError):
+                    raise NeumatInputError(f"the Dask scheduler at {client.scheduler.address} has no "
+                                           f"workers (waited 60 s)") from None
                 info = client.scheduler_info()
             nthreads = sum(w.get("nthreads", 1) for w in info["workers"].values()) or 1
             key = model_key(data)
@@ -215,20 +220,20 @@ class DaskRunner:
             pending = list(reversed(ranges))
             by_future = {}
             window = distributed.as_completed()
+            run_id = uuid.uuid4().hex[:8]
 
             def submit():
                 a, b = pending.pop()
                 # one object (the tuple of this task's input arrays), sent to one worker
                 arrays = client.scatter([inputs(slice(a, b))], hash=False)[0]
                 fut = client.submit(_run_task, key, model, kernel, arrays, params, chunk, a,
-                                    pure=False, key=f"neumat-mesh-{key[:8]}-{a}-{b}-{os.getpid()}-{id(self)}")
+                                    pure=False, key=f"neumat-mesh-{run_id}-{a}-{b}")
                 by_future[fut] = (a, b, arrays)
                 window.add(fut)
                 self.tasks += 1
 
             for _ in range(min(len(pending), 2 * nthreads)):
                 submit()
-            done = 0
             for fut in window:
                 a, b, arrays = by_future.pop(fut)
                 try:
@@ -241,7 +246,6 @@ class DaskRunner:
                     store(slice(a, b), res[1])
                 else:
                     failures.append(ChunkFailure(a, b, res[1], res[2]))
-                done += 1
                 bar.update(b - a)
                 if failures and hasattr(bar, "set_postfix_str"):
                     bar.set_postfix_str(f"{len(failures)} failed", refresh=False)
