@@ -139,7 +139,9 @@ def run(args) -> int:
     from fem_bridge.mesh import DEFAULT_CHUNK
 
     from .latency import git_state, library_versions, machine_info
+    from .latency import load_now
     t0 = time.perf_counter()
+    load_before = load_now()
     with tempfile.TemporaryDirectory(prefix="neumat-dask-bench-") as d:
         tmp = Path(d)
         print(f"writing a {args.points}-point {args.format} mesh …", flush=True)
@@ -181,7 +183,7 @@ def run(args) -> int:
         results=results, cli_wall_s=cli,
         machine=machine_info(), versions={**library_versions(), **_dask_versions()}, git=git_state(),
         date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        total_s=time.perf_counter() - t0)
+        total_s=time.perf_counter() - t0, load_before=load_before, load_after=load_now())
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")
     print(f"wrote {args.out}; outputs bitwise identical: {identical}")
