@@ -39,7 +39,8 @@ $P --upgrade pip
 $P numpy scipy onnx onnxruntime meshio h5py 'dolfinx-solver-real==0.11.*'
 # it declares a dependency on the name fenics-dolfinx, which the wheel above does not carry
 $P --no-deps 'dolfinx-external-operator==0.11.*'
-$P --no-deps -e .
+# (setuptools' build warnings about the editable install go to a log, shown only on failure)
+$P --no-deps -e . >"$VENV/pip-editable.log" 2>&1 || { cat "$VENV/pip-editable.log" >&2; exit 1; }
 "$VENV/bin/python" -c 'import dolfinx_solver, dolfinx, dolfinx_external_operator, fem_bridge'
 touch "$STAMP"
 echo "setup-dolfinx: done ($VENV/bin/python, $VENV/bin/mpiexec)"
