@@ -25,7 +25,7 @@ converted to Abaqus form, ``integrate`` gives stress, DDSDDE and STATEV, and the
 tangent are written, in Mandel form, into the coefficients of σ and of its derivative. History
 (stress and STATEV at the last converged increment) lives in quadrature-space functions, replaced
 after each converged increment. Newton: full consistent tangent (for the first correction the
-converged tangent of the previous increment), MUMPS LU, converged when ‖r_free‖ <= rtol ·
+converged tangent of the previous increment), MUMPS LU (``--solver cg``: CG + GAMG), converged when ‖r_free‖ <= rtol ·
 max(‖r_reaction‖, 1 N); any point with STEP_CUT/BAD_INPUT, no convergence in ``max_newton`` or a
 non-finite residual halves the increment (at most ``max_cuts`` in a row).
 
