@@ -76,13 +76,15 @@ def run(args) -> int:
     if not set(solvers) <= {"lu", "cg"}:
         raise NeumatInputError(f"--solvers takes lu and/or cg, got '{args.solvers}'")
     runs, tables = [], []
+    load_start = load_now()
     with tempfile.TemporaryDirectory() as tmp:
         model = export_onnx(residual_elu_net(0), Path(tmp) / "model.onnx")
         for solver, n in [(sv, n) for sv in solvers for n in ranks]:
+            load_before = round(os.getloadavg()[0], 2)      # the machine may be shared: record its load
             wall, info, table = _host(model, Path(tmp) / f"{solver}{n}", n, solver, args)
             tables.append(table)
             its = [r["newton_iterations"] for r in info["newton"]]
-            runs.append({"solver": solver, "ranks": n, "process_wall_s": wall, "host_seconds": info["seconds"],
+            runs.append({"solver": solver, "ranks": n, "loadavg_1min_before": load_before, "process_wall_s": wall, "host_seconds": info["seconds"],
                          "newton_iterations": its, "force_N": table["force_N"].tolist(),
                          "completed": info["completed"]})
             s = info["seconds"]
@@ -92,7 +94,7 @@ def run(args) -> int:
     f0 = tables[0]["force_N"]
     doc = {
         "format": 1, "date": _dt.datetime.now().isoformat(timespec="seconds"), "machine": machine_info(),
-        "git": git_state(), "load": load_now(),
+        "git": git_state(), "load_at_start": load_start, "load_at_end": load_now(),
         "problem": {"case": "frictionless Gleeble compression, 1/8 cylinder Ø10 × 15 mm, Q1 hexahedra",
                     "model": "benchmarks.latency_models.residual_elu_net(0), direction=0",
                     "divisions": args.divisions, "increments": args.increments, "strain": args.strain,
