@@ -175,13 +175,7 @@ def run_compression_dolfinx(model, setup: CompressionSetup | None = None, out_di
     if ghost_mode not in ("none", "shared_facet"):
         raise NeumatInputError(f"ghost mode must be 'none' or 'shared_facet', got {ghost_mode!r}")
     flow = load_backend(model) if isinstance(model, (str, Path)) else model
-    extra_names = list(flow.feature_names)[3:]
-    unknown = sorted(set(setup.extras) - set(extra_names))
-    missing = [e for e in extra_names if e not in setup.extras]
-    if unknown or missing:
-        raise NeumatInputError(f"the model's extra features are {extra_names or 'none'}; "
-                               f"missing {missing or 'none'}, unknown {unknown or 'none'} (give --extra NAME=VALUE)")
-    extras = np.array([float(setup.extras[e]) for e in extra_names]) if extra_names else None
+    extras = setup.extras_for(flow)
 
     # mesh on rank 0, distributed by DOLFINx
     R, H0 = 0.5 * setup.diameter, setup.height

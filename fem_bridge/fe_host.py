@@ -117,6 +117,17 @@ class CompressionSetup:
         if len(self.divisions) != 3 or min(self.divisions) < 1:
             bad(f"divisions must be three positive integers (core, ring, layers), got {self.divisions}")
 
+    def extras_for(self, flow) -> np.ndarray | None:
+        """The model's extra features (beyond strain, rate, temperature) in its order, from
+        ``extras``; None when it has none. Names missing or unknown to the model: an error."""
+        names = list(flow.feature_names)[3:]
+        unknown = sorted(set(self.extras) - set(names))
+        missing = [e for e in names if e not in self.extras]
+        if unknown or missing:
+            raise NeumatInputError(f"the model's extra features are {names or 'none'}; missing {missing or 'none'}, "
+                                   f"unknown {unknown or 'none'} (give --extra NAME=VALUE)")
+        return np.array([float(self.extras[e]) for e in names]) if names else None
+
 
 @dataclass
 class IncrementRecord:
@@ -339,12 +350,7 @@ def run_compression(flow, setup: CompressionSetup | None = None, out_dir: str | 
         from .backends import load_backend
         flow = load_backend(flow)
     integrate_fn = integrate_fn or integrate
-    extra_names = list(flow.feature_names)[3:]
-    unknown = sorted(set(setup.extras) - set(extra_names))
-    missing = [e for e in extra_names if e not in setup.extras]
-    if unknown or missing:
-        raise NeumatInputError(f"the model's extra features are {extra_names or 'none'}; "
-                               f"missing {missing or 'none'}, unknown {unknown or 'none'} (give --extra NAME=VALUE)")
+    extra_values = setup.extras_for(flow)
     say = log or (lambda s: None)
     t_start = time.perf_counter()
 
@@ -381,7 +387,7 @@ def run_compression(flow, setup: CompressionSetup | None = None, out_dir: str | 
     area0 = volume0 / H0
     elastic = Elasticity(setup.E, setup.nu)
     T = np.full(N, float(setup.temperature))
-    extras = (np.tile([float(setup.extras[e]) for e in extra_names], (N, 1)) if extra_names else None)
+    extras = np.tile(extra_values, (N, 1)) if extra_values is not None else None
 
     v = setup.strain_rate * H0                               # platen closing speed, mm/s
     s_end = H0 * (1.0 - np.exp(-setup.strain))
