@@ -47,6 +47,7 @@ def register(sub) -> None:
         epilog=EXAMPLES)
     add_data_arguments(p, required=False)
     p.set_defaults(data="synthetic_dz411")
+    next(a for a in p._actions if a.dest == "data").help += " (default: synthetic_dz411, generated, SYNTHETIC)"
     p.add_argument("--heldout", default=None,
                    help='held-out conditions "T:rate[:extra...],..." (°C, 1/s); default for the synthetic '
                         "campaign: its 3 test conditions; required for other data")
