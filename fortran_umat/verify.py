@@ -48,6 +48,13 @@ class Verification:
                 + ("PASSED" if self.passed else "FAILED"))
 
 
+def unload_increment(stress, E: float, nu: float) -> np.ndarray:
+    """A strain increment (engineering shear) that removes 20 % of the deviatoric stress
+    elastically: the "unload" entries of a strain path."""
+    dev = np.asarray(stress) - np.r_[np.full(3, np.mean(stress[:3])), np.zeros(3)]
+    return -0.2 * dev / (E / (1 + nu)) * np.r_[1, 1, 1, 2, 2, 2]
+
+
 def _rel(a, b) -> float:
     return float(np.max(np.abs(np.asarray(a) - b)) / max(np.max(np.abs(b)), 1e-300))
 
@@ -97,9 +104,8 @@ def verify_umat(onnx_path, *, seed: int = 0, n_inc: int = 20, tolerance: float =
         stran = np.zeros(6)
         was_plastic = False
         for k, (de, dt, t_end) in enumerate(zip(incs, dts, temps)):
-            if isinstance(de, str):                                 # remove 20 % of the deviator elastically
-                dev = s_p - np.r_[np.full(3, s_p[:3].mean()), np.zeros(3)]
-                de = -0.2 * dev / (E_MPA / (1 + NU)) * np.r_[1, 1, 1, 2, 2, 2]
+            if isinstance(de, str):
+                de = unload_increment(s_p, E_MPA, NU)
             kw = dict(time=(k * dt, k * dt), dtime=float(dt), temp=float(t_end), dtemp=0.0, kinc=k + 1)
             s_p1, v_p1, c_p, pn_p = py.call(s_p, v_p, stran, de, **kw)
             s_f1, v_f1, c_f, pn_f = fo.call(s_f, v_f, stran, de, **kw)

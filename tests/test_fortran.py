@@ -335,6 +335,7 @@ def test_umat_matches_python_umat(name, temp_mode, rate_floor, models, cache):
     from fem_bridge.umat import UmatMaterial
     from fortran_umat.build import build_umat
     from fortran_umat.compiled import CompiledUmat
+    from fortran_umat.verify import unload_increment
     net, path = models[name]
     props = [E_MPA, NU, temp_mode, rate_floor] + [1.0] * (net.n_features - 3)
     py = UmatMaterial(OnnxBackend(path), props)
@@ -348,8 +349,7 @@ def test_umat_matches_python_umat(name, temp_mode, rate_floor, models, cache):
         t_prev = temps[0]
         for k, (de, dt, t_end) in enumerate(zip(incs, dts, temps)):
             if isinstance(de, str):
-                dev = s_p - np.r_[np.full(3, s_p[:3].mean()), np.zeros(3)]
-                de = -0.2 * dev / (E_MPA / (1 + NU)) * np.r_[1, 1, 1, 2, 2, 2]
+                de = unload_increment(s_p, E_MPA, NU)
             # Abaqus: TEMP at the start + DTEMP; CalculiX: TEMP at the end, DTEMP = 0
             temp, dtemp = (t_prev, t_end - t_prev) if temp_mode == 0 else (t_end, 0.0)
             kw = dict(time=(k * dt, k * dt), dtime=dt, temp=temp, dtemp=dtemp, kinc=k + 1)
