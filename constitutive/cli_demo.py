@@ -121,6 +121,12 @@ class _Run:
         self.bar.update(1)
         return entry
 
+    def skip(self, name: str, note: str) -> None:
+        """A step that does not run here, with the reason shown in the report and the summary."""
+        self.log.append({"name": name, "command": None, "rc": None, "seconds": 0.0, "note": note})
+        self.bar.update(1)
+        print(f"\n=== {name}: {note}")
+
     def ok(self, name: str) -> bool:
         return any(e["name"] == name and e["rc"] == 0 for e in self.log)
 
@@ -163,9 +169,11 @@ def run(args) -> int:
                               "--spec", demo.plain_spec(cfg.spec), "--no-plots", "--out", str(plain_dir), *quick]))
 
     def compare():
-        results["comparison"] = demo.comparison(train, test, net_dir, plain_dir)
+        from .training import TrainedModel
+        network = TrainedModel.load(net_dir)
+        results["comparison"] = demo.comparison(train, test, network, TrainedModel.load(plain_dir))
         print(demo.comparison_markdown(results["comparison"]))
-        demo.plot_flow_curves(train, test, net_dir, out / "flow_curves.png")
+        demo.plot_flow_curves(train, test, network, out / "flow_curves.png")
         return 0, None
     r.step("compare", compare, needs=("train", "plain MLP"))
 
@@ -208,18 +216,14 @@ def run(args) -> int:
                             "--extras", *[f"{v:g}" for v in extras], "--compare-plastic", "--compare-bridge",
                             "--out", str(out / "ccx")]), needs=("umat",))
     except CcxNotBuilt as exc:
-        r.log.append({"name": "ccx", "command": None, "rc": None, "seconds": 0.0,
-                      "note": f"CalculiX is not available here ({exc}); `make ccx` builds it"})
-        r.bar.update(1)
-        print(f"\n=== ccx: skipped: CalculiX is not available ({exc}); `make ccx` builds it")
+        r.skip("ccx", f"CalculiX is not available here ({exc}); `make ccx` builds it")
 
     def latency():
         from benchmarks.model_latency import measure
         results["latency"] = measure(net_dir / "model.json", onnx, out / "latency", quick=args.quick)
         return 0, None
     if args.no_latency:
-        r.log.append({"name": "latency", "command": None, "rc": None, "seconds": 0.0, "note": "skipped (--no-latency)"})
-        r.bar.update(1)
+        r.skip("latency", "skipped (--no-latency)")
     else:
         r.step("latency", latency, needs=("umat",))
 

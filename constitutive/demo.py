@@ -36,13 +36,12 @@ def _high_t_axial(curves: FlowCurves) -> np.ndarray:
     return np.flatnonzero(keep)
 
 
-def comparison(train: FlowCurves, test: FlowCurves, network_dir: Path, plain_dir: Path, order: int = 9) -> dict:
+def comparison(train: FlowCurves, test: FlowCurves, network, plain, order: int = 9) -> dict:
     """Scores on the held-out curves of: Arrhenius fitted regime-wise on the high-T axial training
     curves (as the method does; all training curves when that regime has fewer than 6),
-    the plain MLP, our network. MAPE over the whole held-out range and, for DZ411-like data,
+    the plain MLP, our network (``TrainedModel``s). MAPE over the whole held-out range and, for DZ411-like data,
     over the high-T axial held-out curves at strain < 0.21."""
     from .baselines import Arrhenius
-    from .training import TrainedModel
     te = without_zero_strain(test)
     regime = _high_t_axial(train)
     fit_on = train.subset(regime) if len(regime) >= 6 else train
@@ -56,9 +55,8 @@ def comparison(train: FlowCurves, test: FlowCurves, network_dir: Path, plain_dir
     for name, trained_on, pred in (
             ("Arrhenius", f"{fit_on.n_curves} curves" + (" (high T, axial)" if len(regime) >= 6 else ""),
              arr.predict_curves(te)),
-            ("plain MLP (no residual, no transfer)", f"{train.n_curves} curves", TrainedModel.load(plain_dir).predict_curves(te)),
-            ("neumat network (residual + transfer)", f"{train.n_curves} curves",
-             TrainedModel.load(network_dir).predict_curves(te))):
+            ("plain MLP (no residual, no transfer)", f"{train.n_curves} curves", plain.predict_curves(te)),
+            ("neumat network (residual + transfer)", f"{train.n_curves} curves", network.predict_curves(te))):
         row = {"model": name, "trained_on": trained_on, "whole": scores(pred, te.stress)}
         if mask.any():
             row["high_t_axial_low_strain"] = scores(pred[mask], te.stress[mask])
@@ -138,12 +136,10 @@ def _plt():
     return plt
 
 
-def plot_flow_curves(train: FlowCurves, test: FlowCurves, network_dir: Path, path: Path) -> Path:
-    """One panel per strain rate: measured points and the network's curves; held-out curves in
+def plot_flow_curves(train: FlowCurves, test: FlowCurves, model, path: Path) -> Path:
+    """One panel per strain rate: measured points and the ``model``'s curves; held-out curves in
     red, thick, labelled."""
-    from .training import TrainedModel
     plt = _plt()
-    model = TrainedModel.load(network_dir)
     tr, te = without_zero_strain(train), without_zero_strain(test)
     rates = sorted(set(np.round(tr.conditions()[:, 1], 12)) | set(np.round(te.conditions()[:, 1], 12)))
     ncol = min(3, len(rates))
