@@ -260,3 +260,28 @@ def test_gleeble_full_fit_reaches_published_errors():
     assert mare["arrhenius"] <= 4.06, mare          # published 3.56 %
     assert mare["hensel_spittel"] <= 9.25, mare     # published 7.75 %
     assert mare["johnson_cook"] <= 17.0, mare       # published 14.05 %
+
+
+def test_arrhenius_large_zener_hollomon_no_overflow_and_fd_gradient():
+    """Far below the fitted temperatures Z/A overflows exp(): the law switches to
+    asinh(e^u) = u + ln 2 above u = 20; values agree with the closed form
+    u + log(1 + sqrt(1 + e^(-2u))) (stable for u > 0) on both sides of the switch, and the
+    gradient with central differences."""
+    steep = {"alpha": [0.012], "n": [0.15], "Q": [350e3], "lnA": [30.0]}
+    t = np.array([1100.0, 900.0, 700.0, 400.0, 20.0])             # u from about -11 to 7.4e2
+    r = np.full_like(t, 0.1)
+    e = np.full_like(t, 0.2)
+    u = (np.log(r) + 350e3 / (8.314 * (t + 273.15)) - 30.0) / 0.15
+    assert u.min() < 20 < u.max() and u.max() > 710                # e^u overflows float64 there
+    with np.errstate(over="raise", invalid="raise"):
+        s, g = arrhenius_stress(steep, e, r, t, grad=True)
+    up = np.maximum(u, 0.0)
+    exact = np.where(u > 0, up + np.log1p(np.sqrt(1.0 + np.exp(-2.0 * up))),
+                     np.arcsinh(np.exp(np.minimum(u, 0.0)))) / 0.012
+    np.testing.assert_allclose(s, exact, rtol=1e-14)
+    for j, (x, h) in enumerate(((r, 1e-6), (t, 1e-6))):
+        xp, xm = x * (1 + h), x * (1 - h)
+        args_p = (e, xp, t) if j == 0 else (e, r, xp)
+        args_m = (e, xm, t) if j == 0 else (e, r, xm)
+        fd = (arrhenius_stress(steep, *args_p) - arrhenius_stress(steep, *args_m)) / (xp - xm)
+        np.testing.assert_allclose(g[:, 1 + j], fd, rtol=1e-6)
