@@ -48,7 +48,7 @@ import numpy as np
 from constitutive.errors import NeumatInputError
 
 from . import conventions as cv
-from .fe_host import CSV_COLUMNS, CompressionSetup
+from .fe_host import CSV_COLUMNS, CompressionSetup, o_grid_blocks
 
 
 # ---------------------------------------------------------------------------------------------
@@ -56,9 +56,8 @@ from .fe_host import CSV_COLUMNS, CompressionSetup
 # ---------------------------------------------------------------------------------------------
 def quarter_cylinder_arrays(radius: float, half_height: float, n_core: int, n_ring: int, n_z: int):
     """Points (n, 3) and hexahedra (m, 8) (DOLFINx/basix tensor-product vertex order) of the 1/8
-    cylinder x, y >= 0, 0 <= z <= half_height: square core [0, a]², a = radius/2, and two ring blocks
-    blended linearly from the core edges to the arc, extruded in n_z layers."""
-    a = 0.5 * radius
+    cylinder x, y >= 0, 0 <= z <= half_height: the O-grid of ``fe_host.o_grid_blocks`` extruded in
+    n_z layers."""
     z = np.linspace(0.0, 1.0, n_z + 1)
 
     def block(us, vs, fmap):
@@ -71,16 +70,7 @@ def quarter_cylinder_arrays(radius: float, half_height: float, n_core: int, n_ri
              for k in (0, 1) for j in (0, 1) for i in (0, 1)]
         return pts, np.column_stack(c)
 
-    def ring_x(u, v):
-        th = v * np.pi / 4
-        return (1 - u) * a + u * radius * np.cos(th), (1 - u) * a * v + u * radius * np.sin(th)
-
-    def ring_y(u, v):
-        th = np.pi / 2 - u * np.pi / 4
-        return (1 - v) * a * u + v * radius * np.cos(th), (1 - v) * a + v * radius * np.sin(th)
-
-    s, t = np.linspace(0.0, 1.0, n_core + 1), np.linspace(0.0, 1.0, n_ring + 1)
-    blocks = [block(s, s, lambda u, v: (a * u, a * v)), block(t, s, ring_x), block(s, t, ring_y)]
+    blocks = [block(*b) for b in o_grid_blocks(radius, n_core, n_ring)]
     pts, cells, off = [], [], 0
     for p, c in blocks:
         pts.append(p)

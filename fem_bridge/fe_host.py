@@ -176,23 +176,13 @@ class CompressionResult:
 # ---------------------------------------------------------------------------------------------
 # mesh
 # ---------------------------------------------------------------------------------------------
-def quarter_cylinder_mesh(radius: float, half_height: float, n_core: int, n_ring: int, n_z: int):
-    """MeshHex of x, y >= 0, 0 <= z <= half_height inside the cylinder of `radius`: an O-grid of a
-    square core [0, a]² (a = radius/2) and two ring blocks blended linearly from the core edges
-    to the arc, extruded in n_z layers."""
-    from skfem import MeshHex
+def o_grid_blocks(radius: float, n_core: int, n_ring: int):
+    """The three blocks of the quarter-disc O-grid (x, y >= 0, inside `radius`): square core
+    [0, a]² (a = radius/2) and two ring blocks blended linearly from the core edges to the arc,
+    as (u values, v values, map (u, v) → (x, y)) on the unit square. Shared by both FE hosts."""
     a = 0.5 * radius
     s = np.linspace(0.0, 1.0, n_core + 1)
     t = np.linspace(0.0, 1.0, n_ring + 1)
-    z = np.linspace(0.0, 1.0, n_z + 1)
-
-    def block(xs, ys, fmap):
-        m = MeshHex.init_tensor(xs, ys, z)
-        u, v, w = m.p
-        x, y = fmap(u, v)
-        return MeshHex(np.vstack([x, y, w * half_height]), m.t)
-
-    core = block(s, s, lambda u, v: (a * u, a * v))
 
     def ring_x(u, v):              # u radial (0 core edge x = a → 1 arc), v along the edge
         th = v * np.pi / 4
@@ -202,8 +192,23 @@ def quarter_cylinder_mesh(radius: float, half_height: float, n_core: int, n_ring
         th = np.pi / 2 - u * np.pi / 4
         return (1 - v) * a * u + v * radius * np.cos(th), (1 - v) * a + v * radius * np.sin(th)
 
-    mesh = core + block(t, s, ring_x) + block(s, t, ring_y)
-    return mesh
+    return [(s, s, lambda u, v: (a * u, a * v)), (t, s, ring_x), (s, t, ring_y)]
+
+
+def quarter_cylinder_mesh(radius: float, half_height: float, n_core: int, n_ring: int, n_z: int):
+    """MeshHex of x, y >= 0, 0 <= z <= half_height inside the cylinder of `radius`: the O-grid of
+    :func:`o_grid_blocks` extruded in n_z layers."""
+    from skfem import MeshHex
+    z = np.linspace(0.0, 1.0, n_z + 1)
+
+    def block(xs, ys, fmap):
+        m = MeshHex.init_tensor(xs, ys, z)
+        u, v, w = m.p
+        x, y = fmap(u, v)
+        return MeshHex(np.vstack([x, y, w * half_height]), m.t)
+
+    b0, b1, b2 = (block(*b) for b in o_grid_blocks(radius, n_core, n_ring))
+    return b0 + b1 + b2
 
 
 # ---------------------------------------------------------------------------------------------
