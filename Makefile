@@ -30,7 +30,7 @@ ccx: system-deps
 demo: setup ccx
 	$(VENV)/bin/neumat demo --out $(DEMO_OUT)
 
-# DOLFINx 0.11 (Python 3.12, MPICH) in .venv-dolfinx for fem_bridge.dolfinx_host; idempotent.
+# DOLFINx 0.11 (Python 3.12, MPICH) in .venv-dolfinx for fem_bridge.hosts.dolfinx_compression; idempotent.
 dolfinx-env:
 	@bash .ci/setup-dolfinx.sh
 

@@ -24,7 +24,6 @@ that ``benchmarks/README.md`` carries.
 """
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
@@ -32,6 +31,14 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+
+from constitutive.baselines import Arrhenius, evaluate_protocol, without_zero_strain
+from constitutive.datasets import dataset_available, load
+from constitutive.errors import NeumatInputError
+from constitutive.jsonio import write_json
+from constitutive.metrics import scores
+
+from .readme_sections import BENCHMARKS_README, write_section
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DATASET = "gleeble_3cr2mo"
@@ -86,8 +93,6 @@ def add_arguments(p) -> None:
 
 # ---------------------------------------------------------------------------------------------
 def _load():
-    from constitutive.baselines import without_zero_strain
-    from constitutive.data import load
     return without_zero_strain(load(DATASET))
 
 
@@ -103,9 +108,8 @@ def lc_order(curves) -> list[tuple[float, float]]:
 
 def _job(task: dict) -> dict:
     """One network training (runs in a worker process)."""
-    import torch
-    from constitutive.metrics import scores
-    from constitutive.training import TrainConfig, fit
+    import torch  # optional: torch (the train extra)
+    from constitutive.training import TrainConfig, fit  # optional: imports torch (the train extra)
     torch.set_num_threads(1)
     curves = _load()
     train = curves.subset(curves.match_conditions(task["train"]))
@@ -139,10 +143,7 @@ def _agg(runs: list[dict], part: str) -> dict | None:
 
 
 def run(args) -> int:
-    from constitutive.baselines import evaluate_protocol
-    from constitutive.data import dataset_available
-    from constitutive.errors import NeumatInputError
-    from constitutive.training import fit_arrhenius
+    from constitutive.training import TrainConfig, fit_arrhenius  # optional: imports torch (the train extra)
 
     if not dataset_available(DATASET):
         raise NeumatInputError(f"the accuracy benchmark needs the shared data set {DATASET} "
@@ -157,7 +158,6 @@ def run(args) -> int:
     curves = _load()
     all_conds = [tuple(float(v) for v in c[:2]) for c in curves.conditions()]
 
-    from constitutive.training import TrainConfig
     result = {"dataset": DATASET, "quick": quick, "seeds": seeds,
               "networks": {k: TrainConfig.from_dict(v).to_dict() for k, v in networks.items()},
               "full_protocol_overrides": FULL_OVERRIDES,
@@ -191,8 +191,6 @@ def run(args) -> int:
         test = [(float(t), float(r)) for t, r in LC_TEST]
         test_curves = curves.subset(curves.match_conditions(test))
         lc = {"test_conditions": test, "order": order, "sizes": list(sizes), "models": {}}
-        from constitutive.baselines import Arrhenius
-        from constitutive.metrics import scores
         arr_lc = {}
         for n in sizes:
             tr = curves.subset(curves.match_conditions(order[:n]))
@@ -241,8 +239,7 @@ def run(args) -> int:
     result["seconds_total"] = time.perf_counter() - t_start
     plots = result["protocols"]
     plot_data = {p: plots[p].pop("_plot", {}) for p in plots}
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(_clean(result), indent=1))
+    write_json(out_path, result)
     table = markdown_table(result)
     print(table)
     print(f"total {result['seconds_total']:.0f} s; wrote {out_path}")
@@ -253,14 +250,10 @@ def run(args) -> int:
     return 0
 
 
-README = Path(__file__).resolve().parent / "README.md"
-MARK_START, MARK_END = "<!-- accuracy:start -->", "<!-- accuracy:end -->"
-
-
 def readme_section(result: dict) -> str:
     m = result["machine"]
     goals = result["goals_mare_pct"]
-    lines = [MARK_START, "## Accuracy of the networks (gleeble_3cr2mo)", "",
+    lines = ["## Accuracy of the networks (gleeble_3cr2mo)", "",
              "`neumat benchmark accuracy` (code: `benchmarks/accuracy.py`, results: `results/accuracy.json`, "
              "plots `results/accuracy_*.png`). MARE in %; networks: mean ± std over "
              f"{len(result['seeds'])} seeds; points at strain 0 excluded (as for the baselines). "
@@ -270,8 +263,7 @@ def readme_section(result: dict) -> str:
              f"learning curve at 12 curves ≤ {goals['learning_curve_12']} %.", "",
              *verdicts(result), "",
              f"Run: {result['seconds_total'] / 60:.1f} min on {m['cpu_count']} CPU cores ({m['jobs']} worker "
-             f"processes, 1 torch thread each), {m['platform']}, machine shared with other jobs.",
-             MARK_END]
+             f"processes, 1 torch thread each), {m['platform']}, machine shared with other jobs."]
     return "\n".join(lines)
 
 
@@ -319,13 +311,9 @@ def verdicts(result: dict) -> list[str]:
     return out
 
 
-def update_readme(result: dict, path: Path = README) -> None:
-    """Replace only the accuracy section of benchmarks/README.md."""
-    text = path.read_text()
-    a, b = text.find(MARK_START), text.find(MARK_END)
-    if a < 0 or b < 0:
-        return
-    path.write_text(text[:a] + readme_section(result) + text[b + len(MARK_END):])
+def update_readme(result: dict, path: Path = BENCHMARKS_README) -> None:
+    """Replace only the accuracy section of benchmarks/README.md (nothing when its markers are absent)."""
+    write_section("accuracy", readme_section(result), path, missing="skip")
 
 
 def _report(r, done, total, t0):
@@ -333,16 +321,6 @@ def _report(r, done, total, t0):
     h = r.get("heldout") or r.get("all") or r["train"]
     print(f"  [{done}/{total}] {kind} {a} {net} seed {s}: MARE {h['mare_pct']:.3f} % "
           f"({r['seconds']:.0f} s; elapsed {time.perf_counter() - t0:.0f} s)", flush=True)
-
-
-def _clean(x):
-    if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    if isinstance(x, np.generic):
-        return x.item()
-    return x
 
 
 LABELS = {"johnson_cook": "JC", "hensel_spittel": "HS", "arrhenius": "Arrhenius (m=9)",
@@ -393,9 +371,9 @@ def markdown_table(result: dict) -> str:
 
 
 def write_plots(result, plot_data, curves, folder: Path, prefix: str) -> None:
-    import matplotlib
+    import matplotlib  # optional: matplotlib (the train extra)
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # optional: matplotlib (the train extra)
     for p, per in plot_data.items():
         if not per:
             continue

@@ -1,31 +1,21 @@
-"""``neumat bench`` (latency, benchmarks.latency) and ``neumat benchmark accuracy``
-(benchmarks.accuracy). Each benchmark module exposes ``add_arguments(parser)`` and ``run(args)``;
-it is imported only when its command runs."""
+"""``neumat bench`` (latency, :mod:`benchmarks.latency`) and ``neumat benchmark NAME`` (accuracy,
+dolfinx-scaling, dask). Each benchmark module exposes ``add_arguments(parser)`` and ``run(args)``;
+``register(subparsers)`` is the ``neumat.commands`` entry point that adds them to the shell."""
 from __future__ import annotations
 
-import importlib
+from . import accuracy, dask_throughput, dolfinx_scaling, latency
 
 
-def _lazy(module: str):
-    def run(args):
-        return importlib.import_module(module).run(args)
-    return run
-
-
-def _add(sub, name: str, module: str, help: str, description: str | None = None, example: str | None = None):
+def _add(sub, name: str, module, help: str, description: str | None = None, example: str | None = None):
     p = sub.add_parser(name, help=help, description=description or help,
                        epilog=f"example:\n  {example}" if example else None)
-    try:
-        importlib.import_module(module).add_arguments(p)
-    except ModuleNotFoundError as exc:
-        if exc.name != module:
-            raise
-    p.set_defaults(func=_lazy(module))
+    module.add_arguments(p)
+    p.set_defaults(func=module.run)
     return p
 
 
 def register(sub) -> None:
-    _add(sub, "bench", "benchmarks.latency",
+    _add(sub, "bench", latency,
          "latency and throughput of every evaluation path (writes benchmarks/results/latency.json)",
          "Time σ and dσ/dx per point (batch sizes 1 … 10⁶, 1 and 2 threads) for onnxruntime, the compiled "
          "Fortran kernel and torch, the J2 return mapping per point-step, the Python UMAT callback and the "
@@ -34,20 +24,21 @@ def register(sub) -> None:
          "neumat bench --quick --out /tmp/lat      # seconds; the full run takes about 15 minutes")
     bench = sub.add_parser("benchmark", help="named benchmarks: accuracy, dolfinx-scaling, dask")
     bsub = bench.add_subparsers(dest="benchmark", metavar="NAME", required=True)
-    _add(bsub, "accuracy", "benchmarks.accuracy",
+    _add(bsub, "accuracy", accuracy,
          "accuracy on gleeble_3cr2mo against the published table (writes benchmarks/results/accuracy.json)",
          "Train the networks on the real gleeble_3cr2mo curves under the full / interp (1 1/s held out) / "
          "extrap (5 1/s held out) protocols over several seeds and compare MARE (%) with the published "
          "table in ../shared/reference/anchors.md; also the learning curve.",
          "neumat benchmark accuracy --quick --out /tmp/accuracy.json      # the full run takes about 5 minutes")
-    _add(bsub, "dolfinx-scaling", "benchmarks.dolfinx_scaling",
+    _add(bsub, "dolfinx-scaling", dolfinx_scaling,
          "DOLFINx host serial vs mpiexec -n 2 on >= 1e5 quadrature points "
          "(needs make dolfinx-env; writes benchmarks/results/dolfinx_scaling.json)",
-         "Frictionless Gleeble compression in the DOLFINx host (fem_bridge.dolfinx_host) run serial and "
+         "Frictionless Gleeble compression in the DOLFINx host (fem_bridge.hosts.dolfinx_compression) "
+         "run serial and "
          "under .venv-dolfinx/bin/mpiexec -n 2: wall times (process; host split into setup, integrate "
          "callback, assembly, MUMPS solve), Newton iterations, force curves compared between rank counts.",
          "neumat benchmark dolfinx-scaling --divisions 4,3,6 --out /tmp/dx.json   # seconds; default mesh about 2 minutes")
-    _add(bsub, "dask", "benchmarks.dask_throughput",
+    _add(bsub, "dask", dask_throughput,
          "neumat mesh single process vs --dask local:2 on 10^7 points "
          "(writes benchmarks/results/dask_throughput.json)",
          "Evaluate the residual_elu ONNX model on every point of a 10^7-point XDMF mesh, once in one "

@@ -12,28 +12,40 @@ write), once per path. Writes ``benchmarks/results/dask_throughput.json`` and, w
 ``--readme``, the ``dask`` section of benchmarks/README.md.
 
 The model: the ``residual_elu`` net of the latency benchmark (4-R-8-A-4-A-R-1, random weights,
-``benchmarks.latency_models``), exported to ONNX; onnxruntime with one intra-op thread in every
+``benchmarks.latency_subjects``), exported to ONNX; onnxruntime with one intra-op thread in every
 process (the single-process path uses one core).
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.metadata as md
 import json
-import os
+import logging
 import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
+import meshio
 import numpy as np
+
+from constitutive.jsonio import write_json
+from export.onnx_export import export_onnx
+from fem_bridge.dask_runner import DEFAULT_TASK_ROWS
+from fem_bridge.mesh import DEFAULT_CHUNK, evaluate_mesh
+from fem_bridge.mesh_io import read_mesh, write_mesh
+
+from .latency_subjects import in_box_points, residual_elu_net
+from .latency_timing import peak_rss_bytes
+from .machine import git_state, library_versions, load_now, machine_info
+from .readme_sections import BENCHMARKS_README, markers, write_section
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "results" / "dask_throughput.json"
-README = HERE / "README.md"
-MARK_START, MARK_END = "<!-- dask:start -->", "<!-- dask:end -->"
 FLOW_ARGS = dict(temperature="T", strain_rate="rate", plastic_strain="peeq", extras={"direction": "0"})
 
 
@@ -50,19 +62,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 # ---- child: one path, measured from inside -----------------------------------------------------
 def _child(spec: dict) -> dict:
-    from fem_bridge.mesh import read_mesh, write_mesh, evaluate_mesh
-
-    from .latency_timing import peak_rss_bytes
     out: dict = {"path": spec["path"]}
     t = time.perf_counter()
     mesh = read_mesh(spec["mesh"])
     out["read_s"] = time.perf_counter() - t
     client = cluster = None
     if spec["path"] == "dask":
-        import logging
-        import warnings
-
-        import distributed
+        import distributed  # optional: the dask extra
         warnings.filterwarnings("ignore", message="Port .* is already in use")
         t = time.perf_counter()
         cluster = distributed.LocalCluster(n_workers=spec["workers"], threads_per_worker=1, processes=True,
@@ -95,11 +101,6 @@ def _child(spec: dict) -> dict:
 
 # ---- parent --------------------------------------------------------------------------------------
 def _make_inputs(tmp: Path, n: int, fmt: str) -> tuple[Path, Path]:
-    import meshio
-
-    from export.onnx_export import export_onnx
-
-    from .latency_models import in_box_points, residual_elu_net
     net = residual_elu_net(0)
     model = export_onnx(net, tmp / "residual_elu.onnx")
     x = in_box_points(net, n, seed=3)
@@ -107,7 +108,6 @@ def _make_inputs(tmp: Path, n: int, fmt: str) -> tuple[Path, Path]:
     mesh = meshio.Mesh(pts, [("vertex", np.arange(n, dtype=np.int64).reshape(-1, 1))],
                        point_data={"peeq": x[:, 0].copy(), "rate": x[:, 1].copy(), "T": x[:, 2].copy()})
     src = tmp / f"cloud.{fmt}"
-    from fem_bridge.mesh import write_mesh
     write_mesh(src, mesh)
     return Path(model), src
 
@@ -135,11 +135,6 @@ def _run_cli(model: Path, src: Path, out: Path, dask: str | None, task_rows) -> 
 
 
 def run(args) -> int:
-    from fem_bridge.dask_runner import DEFAULT_TASK_ROWS
-    from fem_bridge.mesh import DEFAULT_CHUNK
-
-    from .latency import git_state, library_versions, machine_info
-    from .latency import load_now
     t0 = time.perf_counter()
     load_before = load_now()
     with tempfile.TemporaryDirectory(prefix="neumat-dask-bench-") as d:
@@ -175,7 +170,7 @@ def run(args) -> int:
     doc = dict(
         benchmark="neumat mesh: single process vs Dask LocalCluster",
         points=args.points, mesh_format=args.format, mesh_file_bytes=mesh_bytes,
-        model="residual_elu (4-R-8-A-4-A-R-1, benchmarks.latency_models), ONNX, onnxruntime 1 thread per process",
+        model="residual_elu (4-R-8-A-4-A-R-1, benchmarks.latency_subjects), ONNX, onnxruntime 1 thread per process",
         chunk=DEFAULT_CHUNK, dask_task_rows=args.task_rows or DEFAULT_TASK_ROWS, dask_workers=args.workers,
         dask_threads_per_worker=1, outputs_bitwise_identical=identical,
         speedup_evaluation=results["single"]["evaluate_s"] and
@@ -184,17 +179,15 @@ def run(args) -> int:
         machine=machine_info(), versions={**library_versions(), **_dask_versions()}, git=git_state(),
         date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         total_s=time.perf_counter() - t0, load_before=load_before, load_after=load_now())
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")
+    write_json(args.out, doc)
     print(f"wrote {args.out}; outputs bitwise identical: {identical}")
     if args.readme:
         update_readme(doc)
-        print(f"updated {README} ({MARK_START} … {MARK_END})")
+        print(f"updated {BENCHMARKS_README} ({' … '.join(markers('dask'))})")
     return 0 if identical else 1
 
 
 def _dask_versions() -> dict:
-    import importlib.metadata as md
     out = {}
     for pkg in ("dask", "distributed", "meshio", "h5py"):
         try:
@@ -219,7 +212,7 @@ def readme_section(doc: dict) -> str:
         rows.append(("`neumat mesh` end to end, s", f"{doc['cli_wall_s']['single']:.1f}",
                      f"{doc['cli_wall_s']['dask']:.1f}"))
     m = doc["machine"]
-    lines = [MARK_START, "## Dask: `neumat mesh --dask` against the single process",
+    lines = ["## Dask: `neumat mesh --dask` against the single process",
              "",
              f"`neumat benchmark dask` (code: `benchmarks/dask_throughput.py`, results: "
              f"`results/dask_throughput.json`). {doc['points']:,} vertex points in one "
@@ -231,19 +224,13 @@ def readme_section(doc: dict) -> str:
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
     lines += ["", f"Machine: {m['cpu_model']}, {m['usable_cores']} usable cores, Python {m['python']}, "
                   f"dask/distributed {doc['versions']['distributed']}, onnxruntime {doc['versions']['onnxruntime']}; "
-                  f"commit {doc['git'].get('commit', '?')}; {doc['date']}.", MARK_END]
+                  f"commit {doc['git'].get('commit', '?')}; {doc['date']}."]
     return "\n".join(lines)
 
 
-def update_readme(doc: dict, path: Path = README) -> None:
+def update_readme(doc: dict, path: Path = BENCHMARKS_README) -> None:
     """Replace the dask section of benchmarks/README.md (appended when the markers are absent)."""
-    text = path.read_text()
-    a, b = text.find(MARK_START), text.find(MARK_END)
-    section = readme_section(doc)
-    if a < 0 or b < a:
-        path.write_text(text.rstrip("\n") + "\n\n" + section + "\n")
-    else:
-        path.write_text(text[:a] + section + text[b + len(MARK_END):])
+    write_section("dask", readme_section(doc), path, missing="append")
 
 
 def main(argv: list[str]) -> int:

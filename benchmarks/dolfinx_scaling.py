@@ -1,7 +1,8 @@
-"""``neumat benchmark dolfinx-scaling``: run time of the DOLFINx host (fem_bridge.dolfinx_host) serial
-against ``mpiexec -n 2`` on a mesh of >= 10⁵ quadrature points, a few increments of the
-frictionless Gleeble compression. Runs from the main environment and drives .venv-dolfinx (made
-by ``make dolfinx-env``) through subprocesses; writes benchmarks/results/dolfinx_scaling.json.
+"""``neumat benchmark dolfinx-scaling``: run time of the DOLFINx host
+(fem_bridge.hosts.dolfinx_compression) serial against ``mpiexec -n 2`` on a mesh of >= 10⁵
+quadrature points, a few increments of the frictionless Gleeble compression. Runs from the main
+environment and drives .venv-dolfinx (made by ``make dolfinx-env``) through subprocesses; writes
+benchmarks/results/dolfinx_scaling.json.
 
 Per rank count: process wall time (start-up, imports and form compilation included) and the
 host's own split (slowest rank): setup (mesh, spaces, forms), integrate callback (strain at the
@@ -22,6 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from constitutive.errors import NeumatInputError
+from constitutive.jsonio import write_json
+from export.onnx_export import export_onnx
+
+from .latency_subjects import residual_elu_net
+from .machine import git_state, load_now, machine_info
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -40,8 +46,8 @@ def add_arguments(p) -> None:
 
 
 def _host(model: Path, out: Path, ranks: int, solver: str, args) -> tuple[float, dict, np.ndarray]:
-    cmd = [str(DX_BIN / "python"), "-m", "fem_bridge.dolfinx_host", "--model", str(model), "--out", str(out),
-           "--quiet", "--extra", "direction=0", "--divisions", args.divisions,
+    cmd = [str(DX_BIN / "python"), "-m", "fem_bridge.hosts.dolfinx_compression", "--model", str(model),
+           "--out", str(out), "--quiet", "--extra", "direction=0", "--divisions", args.divisions,
            "--increments", str(args.increments), "--strain", str(args.strain), "--solver", solver]
     if ranks > 1:
         cmd = [str(DX_BIN / "mpiexec"), "-n", str(ranks)] + cmd
@@ -61,11 +67,6 @@ def _serial(runs, r):
 
 
 def run(args) -> int:
-    from export.onnx_export import export_onnx
-
-    from .latency import git_state, load_now, machine_info
-    from .latency_models import residual_elu_net
-
     if not (DX_BIN / "mpiexec").is_file():
         raise NeumatInputError(".venv-dolfinx not found: run 'make dolfinx-env' first")
     try:
@@ -96,7 +97,7 @@ def run(args) -> int:
         "format": 1, "date": _dt.datetime.now().isoformat(timespec="seconds"), "machine": machine_info(),
         "git": git_state(), "load_at_start": load_start, "load_at_end": load_now(),
         "problem": {"case": "frictionless Gleeble compression, 1/8 cylinder Ø10 × 15 mm, Q1 hexahedra",
-                    "model": "benchmarks.latency_models.residual_elu_net(0), direction=0",
+                    "model": "benchmarks.latency_subjects.residual_elu_net(0), direction=0",
                     "divisions": args.divisions, "increments": args.increments, "strain": args.strain,
                     "hexahedra": info["n_cells"], "quadrature_points": info["n_quadrature_points"],
                     "dofs": info["n_dofs"], "linear_solvers": {"lu": "MUMPS LU", "cg": "CG + GAMG (rigid-body near "
@@ -109,8 +110,6 @@ def run(args) -> int:
         "same_newton_iterations_across_ranks": all(r["newton_iterations"] == _serial(runs, r)["newton_iterations"]
                                                    for r in runs),
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=1) + "\n")
+    out = write_json(args.out, doc)
     print(f"wrote {out}")
     return 0

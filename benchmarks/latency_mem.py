@@ -13,30 +13,31 @@ import json
 import sys
 from pathlib import Path
 
+from constitutive.flownet import FlowNet
+from fortran_umat.build import build_umat
+
+from . import latency_paths as L
+from . import latency_subjects as subj
+from .latency_refkernel import build_reference
+from .latency_timing import peak_rss_bytes, reset_peak_rss, rss_bytes
+
 
 def main(argv: list[str]) -> int:
     spec = json.loads(argv[0])
-    from constitutive.flownet import FlowNet
-
-    from . import latency as L
-    from . import latency_models as lm
-    from .latency_timing import peak_rss_bytes, reset_peak_rss, rss_bytes
     net = FlowNet.load(spec["model_json"])
     ctx = L.ModelContext(spec["name"], net, "", "", Path(spec["model_json"]).parent,
                          onnx_path=Path(spec["onnx"]) if spec["onnx"] else None)
     if spec["path"] in ("compiled", "integrate_compiled", "compiled_native"):
-        from fortran_umat.build import build_umat
         ctx.library = build_umat(ctx.onnx_path)
         if spec["path"] == "compiled_native":
             ctx.native = L.native_variant(ctx.library)
     if spec["path"].startswith("reference_kernel"):
-        from .latency_refkernel import build_reference
         ctx.ref_lib = build_reference(net)
     n, path = int(spec["n"]), spec["path"]
     if L.PATHS[path][0] == "flow":
         ev = L.flow_evaluator(ctx, path, 1)
-        ev.evaluate(lm.in_box_points(net, 10))
-        x = lm.in_box_points(net, n)
+        ev.evaluate(subj.in_box_points(net, 10))
+        x = subj.in_box_points(net, n)
         call = lambda: ev.evaluate(x)
     else:
         runner = L.J2Runner(ctx, "compiled" if path == "integrate_compiled" else "onnxruntime", 1)

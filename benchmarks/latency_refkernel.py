@@ -28,8 +28,10 @@ from pathlib import Path
 import numpy as np
 
 from constitutive.flownet import KELVIN, FlowNet
+from fortran_umat.build import FFLAGS
 
-from . import latency_models as lm
+from . import latency_subjects as subj
+from .build_cache import cached_build
 
 
 def supported(net: FlowNet) -> str | None:
@@ -215,18 +217,14 @@ SIMD_FLAGS = ["-march=native"]      # the blocked kernel: AVX-512/AVX2 vector ex
 
 
 def _flags() -> list[str]:
-    try:
-        from fortran_umat.build import FFLAGS
-        return [f for f in FFLAGS if f != "-shared"]
-    except Exception:
-        return ["-O3", "-fPIC", "-frecursive", "-ffree-line-length-none"]
+    """The product's gfortran flags (``fortran_umat.build.FFLAGS``) without ``-shared``."""
+    return [f for f in FFLAGS if f != "-shared"]
 
 
 def build_reference(net: FlowNet, workdir: Path | None = None) -> Path:
     """Compile the reference kernels (scalar: same flags as the product's UMAT; blocked: plus
     ``SIMD_FLAGS``) and the scalar kernel's timing driver; cached by source and flags. Returns
     the scalar library's path (the blocked one and ``ref_bench`` lie beside it)."""
-    from .latency_umat import cached_build
     fc = shutil.which("gfortran")
     if fc is None:
         raise RuntimeError("gfortran not found")
@@ -269,7 +267,7 @@ class RefBackend:
 
 
 def time_in_fortran(workdir: Path, net: FlowNet, nbatch: int = 1000, ncalls: int = 200_000, nrep: int = 5) -> dict:
-    xb = lm.in_box_points(net, nbatch, seed=7)
+    xb = subj.in_box_points(net, nbatch, seed=7)
     inp = f"{net.n_features} {nbatch} {ncalls} {nrep}\n" + " ".join(f"{v:.17g}" for v in xb.ravel()) + "\n"
     r = subprocess.run([str(workdir / "ref_bench")], input=inp, capture_output=True, text=True, timeout=300)
     if r.returncode != 0:

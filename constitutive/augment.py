@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
-from .data import FlowCurves
 from .errors import NeumatInputError
+from .flow_curves import FlowCurves
 
 
 def smote(z: np.ndarray, targets: np.ndarray, ratio: float, k: int, rng: np.random.Generator,

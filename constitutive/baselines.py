@@ -2,7 +2,7 @@
 
 Three models with one API::
 
-    model = Arrhenius(order=9).fit(curves)          # curves: constitutive.data.FlowCurves
+    model = Arrhenius(order=9).fit(curves)          # curves: constitutive.flow_curves.FlowCurves
     sigma = model.predict(strain, strain_rate, temperature_c)     # vectorised, MPa
     model.save("arrhenius.json"); model = Baseline.load("arrhenius.json")
 
@@ -21,26 +21,16 @@ import os
 from typing import Iterable, Sequence
 
 import numpy as np
-from scipy.optimize import least_squares
+from scipy.optimize import least_squares, minimize_scalar
 
-from .data import KELVIN_OFFSET, FlowCurves
 from .errors import NeumatInputError
+from .flow_curves import FlowCurves
+from .jsonio import to_jsonable
 from .laws import GAS_CONSTANT, arrhenius_stress
 from .metrics import mare_pct, scores
+from .units import KELVIN_OFFSET
 
 FORMAT_VERSION = 1
-
-
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple, np.ndarray)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, (np.floating, float)):
-        return float(x)
-    if isinstance(x, (np.integer, int)) and not isinstance(x, bool):
-        return int(x)
-    return x
 
 
 def _domain(curves: FlowCurves) -> dict:
@@ -86,11 +76,11 @@ class Baseline:
     def to_dict(self) -> dict:
         if self.params is None:
             raise RuntimeError(f"{type(self).__name__}: nothing fitted to save")
-        return _jsonable({"model": self.name, "format": FORMAT_VERSION,
-                          "units": {"strain": "-", "strain_rate": "1/s", "temperature": "C",
-                                    "stress": "MPa"},
-                          "options": self.options(), "params": self.params,
-                          "fitted_on": self.fitted_on})
+        return to_jsonable({"model": self.name, "format": FORMAT_VERSION,
+                           "units": {"strain": "-", "strain_rate": "1/s", "temperature": "C",
+                                     "stress": "MPa"},
+                           "options": self.options(), "params": self.params,
+                           "fitted_on": self.fitted_on})
 
     @classmethod
     def from_dict(cls, d: dict) -> "Baseline":
@@ -202,7 +192,6 @@ def arrhenius_constants_fitted(stress, strain_rate, temperature_c) -> dict:
     jointly on ln ε̇ and 1/T (slopes 1/n and Q/(nR), intercept −ln A/n), and α minimises the
     squared relative stress error of that regression (bounded search around the standard α).
     """
-    from scipy.optimize import minimize_scalar
     s = np.asarray(stress, dtype=float)
     lnr = np.log(np.asarray(strain_rate, dtype=float))
     tk = np.asarray(temperature_c, dtype=float) + KELVIN_OFFSET

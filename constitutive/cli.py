@@ -1,28 +1,29 @@
-"""The ``neumat`` command. Each subcommand lives with the package that owns it and is
-registered here by name; its module exposes ``register(subparsers)`` which adds one parser
-whose ``func(args) -> int`` runs it. User errors (``NeumatInputError``) exit with code 2 and a
-one-line message, never a traceback."""
+"""The ``neumat`` command: the shell on the ground floor. It knows no subcommand by name; each
+package declares its commands as entry points of the group ``neumat.commands`` in pyproject.toml
+(``name = "package.module:register"``), and ``register(subparsers)`` adds one or more parsers whose
+``func(args) -> int`` runs the command. So a package on any floor adds a command without this
+module importing it. User errors (``NeumatInputError``) exit with code 2 and a one-line message,
+never a traceback."""
 from __future__ import annotations
 
 import argparse
-import importlib
+import importlib.metadata
 import sys
 import textwrap
 
 from .errors import NeumatInputError
 
-# (module, what it adds) — modules are imported only when present so the CLI never breaks
-# because an optional part is missing.
-SUBCOMMAND_MODULES = [
-    "constitutive.cli_data",        # data
-    "constitutive.cli_baselines",   # baselines
-    "constitutive.cli_train",       # train, cv, search
-    "constitutive.cli_demo",        # demo
-    "export.cli",                   # export
-    "fem_bridge.cli",               # mesh, simulate
-    "fortran_umat.cli",             # umat, ccx
-    "benchmarks.cli",               # bench, benchmark accuracy
-]
+COMMAND_GROUP = "neumat.commands"
+# the packages from the ground floor up: commands are listed in --help in this order
+FLOORS = ("constitutive", "export", "fem_bridge", "fortran_umat", "benchmarks")
+
+
+def command_registrars() -> list[importlib.metadata.EntryPoint]:
+    """The installed ``neumat.commands`` entry points, ground floor first."""
+    def floor(ep):
+        top = ep.value.split(".")[0]
+        return (FLOORS.index(top) if top in FLOORS else len(FLOORS), ep.name)
+    return sorted(importlib.metadata.entry_points(group=COMMAND_GROUP), key=floor)
 
 
 EXAMPLES = """\
@@ -69,14 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "moduli MPa, true strain, time s.",
         epilog=EXAMPLES)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in SUBCOMMAND_MODULES:
+    for ep in command_registrars():
         try:
-            mod = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:
-                continue
-            raise
-        mod.register(sub)
+            register = ep.load()
+        except ModuleNotFoundError as exc:          # a package of the distribution left out: no commands
+            if exc.name != ep.module and not ep.module.startswith(f"{exc.name}."):
+                raise
+            continue
+        register(sub)
     for p in _all_parsers(parser):
         p.formatter_class = HelpFormatter
     return parser

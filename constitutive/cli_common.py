@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 
-from .data import FlowCurves, load, parse_columns, parse_heldout
+from .csv_reader import parse_columns
+from .datasets import load
+from .flow_curves import FlowCurves, parse_heldout
 
 DATA_HELP = ("data set name (gleeble_3cr2mo, bst_freiberg, synthetic_dz411), a long CSV file, "
              "or a folder of one-CSV-per-curve files")

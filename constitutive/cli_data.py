@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 
 from .cli_common import add_data_arguments, load_from_args
-from .data import NAMED_DATASETS, FlowCurves, exclude_curves, parse_heldout
+from .datasets import NAMED_DATASETS
 from .errors import NeumatInputError
+from .synthetic import DZ411_TEST_CONDITIONS
+from .flow_curves import FlowCurves, exclude_curves, parse_heldout
 
 
 def register(sub) -> None:
@@ -44,7 +46,6 @@ def describe(fc: FlowCurves, per_curve: bool = False) -> str:
         lines.append("SYNTHETIC data (generated, not measured)")
     lines.append(fc.summary())
     if fc.synthetic and fc.source == "synthetic_dz411":
-        from .synthetic import DZ411_TEST_CONDITIONS
         lines.append("  design of the DZ411 campaign (method.md); test conditions (T °C, rate 1/s, "
                      "direction): " + ", ".join(f"({t:g}, {r:g}, {d:g})" for t, r, d in DZ411_TEST_CONDITIONS))
     conds = fc.conditions()
@@ -70,11 +71,11 @@ def plot_curves(fc: FlowCurves, path: str | Path) -> None:
     """All curves, stress vs strain, one panel per strain rate, colour = temperature,
     dashed = direction 1 (radial) when the data has a direction feature."""
     try:
-        import matplotlib
+        import matplotlib  # optional: matplotlib (train extra)
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        from matplotlib.cm import ScalarMappable
-        from matplotlib.colors import Normalize
+        import matplotlib.pyplot as plt  # optional: matplotlib (train extra)
+        from matplotlib.cm import ScalarMappable  # optional: matplotlib (train extra)
+        from matplotlib.colors import Normalize  # optional: matplotlib (train extra)
     except ImportError:
         raise NeumatInputError("--plot needs matplotlib (install the 'train' extra)") from None
     conds = fc.conditions()

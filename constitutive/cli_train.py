@@ -18,6 +18,7 @@ says so.
 """
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import sys
 import time
@@ -26,15 +27,19 @@ from pathlib import Path
 import numpy as np
 
 from .cli_common import add_data_arguments, add_heldout_argument, load_from_args
-from .data import FlowCurves, parse_heldout
+from .flow_curves import FlowCurves, parse_heldout
+from .baselines import without_zero_strain
 from .errors import NeumatInputError
+from .jsonio import to_jsonable
+from .laws import arrhenius_stress
+from .metrics import per_curve_scores, scores
+from .synthetic import DZ411_TEST_CONDITIONS
 
 
 def _version() -> str:
     try:
-        from importlib.metadata import version
-        return version("neumat")
-    except Exception:       # noqa: BLE001 - not installed: source tree
+        return importlib.metadata.version("neumat")
+    except importlib.metadata.PackageNotFoundError:       # noqa: BLE001 - not installed: source tree
         return "0+unknown"
 
 
@@ -99,7 +104,7 @@ def _common(p) -> None:
 
 
 def config_from_args(args):
-    from .training import TrainConfig
+    from .training import TrainConfig  # optional: torch (train extra)
     if args.config:
         cfg = TrainConfig.load(args.config)
         if args.quick:
@@ -128,7 +133,6 @@ def _data_and_heldout(args) -> tuple[FlowCurves, FlowCurves | None, list, str]:
     elif args.heldout is not None:
         held = parse_heldout(args.heldout)
     elif curves.source == "synthetic_dz411" or args.data in ("synthetic", "synthetic_dz411"):
-        from .synthetic import DZ411_TEST_CONDITIONS
         held = [tuple(c) for c in DZ411_TEST_CONDITIONS]
     else:
         held = []
@@ -146,10 +150,7 @@ def _progress_enabled(args) -> bool:
 
 
 def run_train(args) -> int:
-    from .baselines import without_zero_strain
-    from .metrics import per_curve_scores, scores
-    from .training import fit, score_model
-    from .laws import arrhenius_stress
+    from .training import fit, score_model  # optional: torch (train extra)
 
     cfg = config_from_args(args)
     train, test, held, name = _data_and_heldout(args)
@@ -202,9 +203,8 @@ def run_train(args) -> int:
         (out / "NOT_EXPORTABLE.txt").write_text("rank normalisation is train-only; retrain with minmax, "
                                                 "mean or zscore to get model.json\n")
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
-    from .training import _jsonable
-    (out / "metrics.json").write_text(json.dumps(_jsonable(metrics), indent=1))
-    (out / "history.json").write_text(json.dumps(_jsonable(model.history)))
+    (out / "metrics.json").write_text(json.dumps(to_jsonable(metrics), indent=1))
+    (out / "history.json").write_text(json.dumps(to_jsonable(model.history)))
     if not args.no_plots:
         write_plots(model, train, test, out)
     line = f"train MARE {metrics['train']['mare_pct']:.3f} %"
@@ -218,10 +218,9 @@ def run_train(args) -> int:
 
 
 def write_plots(model, train: FlowCurves, test: FlowCurves | None, out: Path) -> None:
-    import matplotlib
+    import matplotlib  # optional: matplotlib (train extra)
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from .baselines import without_zero_strain
+    import matplotlib.pyplot as plt  # optional: matplotlib (train extra)
 
     show = test if test is not None else train.subset(list(range(min(6, train.n_curves))))
     show = without_zero_strain(show)
@@ -279,7 +278,7 @@ def write_plots(model, train: FlowCurves, test: FlowCurves | None, out: Path) ->
 
 
 def run_cv(args) -> int:
-    from .selection import cross_validate
+    from .selection import cross_validate  # optional: torch (train extra)
     cfg = config_from_args(args)
     train, _, held, _ = _data_and_heldout(args)
     print(f"leave-one-condition-out CV on {train.n_curves} training curves"
@@ -295,7 +294,7 @@ def run_cv(args) -> int:
 
 
 def run_search(args) -> int:
-    from .selection import search
+    from .selection import search  # optional: torch and optuna (train extra)
     cfg = config_from_args(args)
     train, _, held, _ = _data_and_heldout(args)
     if args.trials < 1:

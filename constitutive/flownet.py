@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import NeumatInputError
 from .laws import arrhenius_stress
 
 GAS_CONSTANT = 8.314      # J/(mol K)
@@ -98,7 +99,6 @@ class FlowNet:
 
     @classmethod
     def load(cls, path: str | Path) -> "FlowNet":
-        from .errors import NeumatInputError
         p = Path(path)
         if p.is_dir():
             p = p / "model.json"

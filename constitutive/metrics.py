@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .data import FlowCurves
+from .flow_curves import FlowCurves
 
 
 def _pair(pred, exp) -> tuple[np.ndarray, np.ndarray]:

@@ -13,8 +13,8 @@ import time
 
 import numpy as np
 
-from .data import FlowCurves
 from .errors import NeumatInputError
+from .flow_curves import FlowCurves
 from .training import TrainConfig, fit, fit_arrhenius, score_model
 
 SEARCH_SPECS = ("4-R-8-A-4-A-R-1", "4-8-A-4-A-1", "4-R-12-A-8-A-R-1", "4-R-16-A-8-A-R-1",
@@ -82,7 +82,7 @@ def suggest_config(trial, base: TrainConfig) -> TrainConfig:
 def search(curves: FlowCurves, base: TrainConfig, n_trials: int = 20, seed: int = 0,
            max_folds: int | None = 6, timeout: float | None = None, log=None) -> dict:
     """optuna TPE search; objective = mean leave-one-condition-out MARE on ``curves``."""
-    import optuna
+    import optuna  # optional: the train extra; only the hyper-parameter search needs it
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     say = log or (lambda *a: None)
     need_arr = base.transfer or base.hybrid != "none"

@@ -109,7 +109,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .data import FlowCurves, celsius_to_kelvin
+from .flow_curves import FlowCurves
+from .units import celsius_to_kelvin
 
 SOURCE = "synthetic_dz411"
 R_GAS = 8.314               # J/(mol K)

@@ -37,16 +37,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.func import functional_call, jacrev, vmap
 
+from .augment import add_noise, flag_outliers, smote
 from .baselines import Arrhenius, without_zero_strain
-from .data import FlowCurves
 from .errors import NeumatInputError
+from .flow_curves import FlowCurves
 from .flownet import FlowNet
+from .jsonio import to_jsonable
 from .laws import arrhenius_stress
 from .metrics import mare_pct, scores
 from .network import ResidualMLP, init_network
 from .preprocessing import FeatureSpec, InputTransform, OutputTransform
-from .augment import add_noise, flag_outliers, smote
 
 FEATURE_UNITS = {"strain": "-", "strain_rate": "1/s", "temperature": "C"}
 RATE_FLOOR_FACTOR = 0.1     # rate_floor = 0.1 × the smallest training strain rate (1/s)
@@ -193,20 +195,20 @@ class TrainedModel:
         m = {"spec": self.net.spec, "activation": self.net.activation, **self.info, **(meta or {})}
         return FlowNet(self.feature_names, units, cols, self.net64.flownet_ops(), self.out_tf.flownet_output(),
                        box_lo=self.box_lo, box_hi=self.box_hi, rate_floor=self.rate_floor,
-                       box_policy=self.config.box_policy, base=base, meta=_jsonable(m))
+                       box_policy=self.config.box_policy, base=base, meta=to_jsonable(m))
 
     def state(self) -> dict:
         return {"config": self.config.to_dict(), "feature_names": self.feature_names,
                 "in_transform": self.in_tf.to_dict(), "out_transform": self.out_tf.to_dict(),
                 "box_lo": self.box_lo, "box_hi": self.box_hi, "rate_floor": self.rate_floor,
-                "arrhenius": self.arrhenius, "info": _jsonable(self.info)}
+                "arrhenius": self.arrhenius, "info": to_jsonable(self.info)}
 
     def save(self, folder) -> None:
         """weights.pt (torch state dict) + transforms.json (everything needed to rebuild it)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         torch.save(self.net.state_dict(), folder / "weights.pt")
-        (folder / "transforms.json").write_text(json.dumps(_jsonable(self.state()), indent=1))
+        (folder / "transforms.json").write_text(json.dumps(to_jsonable(self.state()), indent=1))
 
     @classmethod
     def load(cls, folder) -> "TrainedModel":
@@ -218,18 +220,6 @@ class TrainedModel:
         net.load_state_dict(torch.load(folder / "weights.pt", weights_only=True))
         return cls(net, in_tf, OutputTransform.from_dict(st["out_transform"]), cfg, st["feature_names"],
                    st["box_lo"], st["box_hi"], st["rate_floor"], st["arrhenius"], info=st["info"])
-
-
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
-    if isinstance(x, np.generic):
-        return x.item()
-    return x
 
 
 # ---------------------------------------------------------------------------------------------
@@ -301,7 +291,7 @@ class _Progress:
     def __init__(self, total: int, desc: str, enabled: bool):
         self.bar = None
         if enabled:
-            from tqdm import tqdm
+            from tqdm import tqdm  # optional: the train extra; only for progress bars
             self.bar = tqdm(total=total, desc=desc, leave=False, file=sys.stderr, dynamic_ncols=True)
 
     def update(self, n: int, **post):
@@ -490,7 +480,6 @@ def fit(curves: FlowCurves, config: TrainConfig | None = None, seed: int = 0, pr
 def _lm_polish(net, z, t, cfg: TrainConfig, evaluate, history, crit0: float) -> dict:
     """Levenberg–Marquardt on the same RMSE objective (+ weight_decay·|θ|²), in float64, with the
     validation MARE as early-stopping criterion; the best iterate is kept."""
-    from torch.func import functional_call, jacrev, vmap
     net64 = copy.deepcopy(net).double().eval()
     names = [k for k, _ in net64.named_parameters()]
     shapes = [p.shape for _, p in net64.named_parameters()]

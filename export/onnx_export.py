@@ -1,7 +1,9 @@
 """Export a :class:`constitutive.flownet.FlowNet` to an ONNX graph that returns the flow stress
 *and* its input derivatives, both computed inside the graph, in float64.
 
-Facts for every consumer of the file (the onnxruntime backend, the Fortran translator):
+The names, metadata keys and operator set of the file are the contract of
+:mod:`export.contract` (which also reads and checks a file for every consumer). How this
+exporter fills that contract:
 
 * **Input** ``x``: float64, shape ``(N, F)``, physical units, columns in this order:
   equivalent plastic strain (–), strain rate (1/s), temperature (°C), then the extra features in
@@ -17,15 +19,15 @@ Facts for every consumer of the file (the onnxruntime backend, the Fortran trans
   ∂h[n, :]/∂x_k, so every linear layer is one 2-D ``MatMul`` for the values and one for the
   tangents; element-wise derivative factors are applied by reshaping the tangent to
   ``(N, F, width)`` and multiplying with the factor reshaped to ``(N, 1, width)``.
-* **Operators**: only those in :data:`EMITTED_OPS` (all in the default ONNX domain, opset
-  :data:`DEFAULT_OPSET` or later); constants are graph initializers (no ``Constant`` nodes).
+* **Operators**: only those in ``contract.EMITTED_OPS`` (all in the default ONNX domain, opset
+  ``contract.DEFAULT_OPSET`` or later); constants are graph initializers (no ``Constant`` nodes).
   Scalars are 0-d initializers; ``Slice`` takes int64 initializers ``starts, ends, axes``;
   ``Reshape`` takes an int64 initializer shape containing −1 for the batch dimension.
   ELU is written as ``Where(h > 0, h, Exp(Min(h, 0)) − 1)``, softplus as
   ``Max(h, 0) + Log(1 + Exp(Min(h, −h)))``, asinh (hybrid base) as ``Log(x + Sqrt(x² + 1))``
   for x >= 1e-3 and its 3-term series below.
 * **Metadata** (``model.metadata_props``): every value is a JSON string; the keys are the
-  values of :data:`METADATA_KEYS` (e.g. ``neumat.feature_names`` → ``["strain", ...]``).
+  values of ``contract.METADATA_KEYS`` (e.g. ``neumat.feature_names`` → ``["strain", ...]``).
 """
 from __future__ import annotations
 
@@ -39,37 +41,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from constitutive.flownet import GAS_CONSTANT, KELVIN, LEAKY_SLOPE, MODEL_FORMAT, FlowNet
 
-ONNX_FORMAT = "neumat-onnx/1"
-DEFAULT_OPSET = 17
-INPUT_NAME = "x"
-OUTPUT_SIGMA = "sigma"
-OUTPUT_GRAD = "dsigma_dx"
-STRESS_UNIT = "MPa"
-
-#: The ONNX operator types this exporter may emit (default domain). A translator that covers
-#: exactly these covers every exported model.
-EMITTED_OPS = ("MatMul", "Add", "Sub", "Mul", "Div", "Neg", "Exp", "Log", "Tanh", "Sqrt", "Pow",
-               "Max", "Min", "Greater", "Less", "Where", "Concat", "Slice", "Reshape")
-
-#: metadata_props keys (values are JSON strings).
-METADATA_KEYS = {
-    "format": "neumat.format",                  # "neumat-onnx/1"
-    "feature_names": "neumat.feature_names",    # list[str], the F input columns in order
-    "feature_units": "neumat.feature_units",    # list[str], e.g. ["-", "1/s", "C", ...]
-    "box_lo": "neumat.box_lo",                  # list[float] (F), training box lower bounds
-    "box_hi": "neumat.box_hi",                  # list[float] (F), training box upper bounds
-    "rate_floor": "neumat.rate_floor",          # float, 1/s
-    "box_policy": "neumat.box_policy",          # "clamp" | "extrapolate"
-    "stress_unit": "neumat.stress_unit",        # "MPa"
-    "model_format": "neumat.model_format",      # FlowNet format, "neumat-flownet/1"
-    "model_version": "neumat.model_version",    # training's version tag (meta["version"]) or null
-    "model_hash": "neumat.model_hash",          # sha256 of the canonical model.json content
-    "data_hash": "neumat.data_hash",            # hash of the training data (meta["data_hash"]) or null
-    "spec": "neumat.spec",                      # architecture spec string (meta["spec"]) or null
-    "source": "neumat.source",                  # the model.json path it was exported from, or null
-    "base": "neumat.base",                      # hybrid base mode: "additive" | "multiplicative" | null
-    "meta": "neumat.meta",                      # the full FlowNet.meta dict
-}
+from .contract import (DEFAULT_OPSET, EMITTED_OPS, INPUT_NAME, METADATA_KEYS, ONNX_FORMAT, OUTPUT_GRAD,
+                       OUTPUT_SIGMA, STRESS_UNIT)
 
 _BIG = float(np.finfo(np.float64).max)
 _ASINH_SERIES_BELOW = 1e-3
@@ -407,12 +380,3 @@ def export_onnx(net: FlowNet, path: str | Path, opset: int = DEFAULT_OPSET, sour
     onnx.save(model, str(path))
     return path
 
-
-def read_metadata(model: onnx.ModelProto) -> dict:
-    """The metadata dict (short names of :data:`METADATA_KEYS` → decoded JSON values)."""
-    props = {p.key: p.value for p in model.metadata_props}
-    out = {}
-    for short, key in METADATA_KEYS.items():
-        if key in props:
-            out[short] = json.loads(props[key])
-    return out

@@ -6,22 +6,24 @@ the model (rate floor, box clamp/extrapolate) is applied by the backend itself (
 graph, in the compiled kernel, or by ``FlowNet.apply_policy``).
 
 * :class:`OnnxBackend`   — the exported ONNX file through onnxruntime (``kind="onnxruntime"``);
-* ``fortran_umat.compiled.CompiledBackend`` — the Fortran kernel generated from the same ONNX
-  file (``kind="compiled"``, imported lazily);
+* ``fortran_umat.library_binding.CompiledBackend`` — the Fortran kernel generated from the same
+  ONNX file (``kind="compiled"``, found through the ``neumat.backends`` entry point);
 * :class:`FlowNetBackend` — the float64 numpy reference (``FlowNet.evaluate``), for tests and
   for running straight from a ``model.json`` (``kind="numpy"``).
 """
 from __future__ import annotations
 
-import json
+import importlib.metadata
 from pathlib import Path
 
 import numpy as np
 
 from constitutive.errors import NeumatInputError
 from constitutive.flownet import FlowNet
+from export.contract import read_model_info
+from export.runtime import open_session, run_session
 
-BACKEND_KINDS = ("onnxruntime", "compiled", "numpy")
+BACKEND_GROUP = "neumat.backends"     # entry-point group: kind name -> backend class
 
 
 class FlowStressBackend:
@@ -76,7 +78,8 @@ class FlowStressBackend:
 class FlowNetBackend(FlowStressBackend):
     """The numpy reference evaluation of a :class:`FlowNet` (or a model.json / run folder)."""
 
-    def __init__(self, net: FlowNet | str | Path):
+    def __init__(self, net: FlowNet | str | Path, threads: int = 1):
+        """``threads`` is accepted for the common backend signature; numpy decides its own."""
         if not isinstance(net, FlowNet):
             net = FlowNet.load(net)
         self.net = net
@@ -95,91 +98,50 @@ class FlowNetBackend(FlowStressBackend):
 class OnnxBackend(FlowStressBackend):
     """The exported ONNX file (``export.onnx_export``) run by onnxruntime.
 
-    ``threads``: onnxruntime intra-op threads (1 = no thread pool, the right choice when the
-    caller already runs in parallel). Graph optimisation is limited to the basic level: the
-    extended fusions of onnxruntime may fold constants into float32 attributes.
+    The file is read and checked by ``export.contract.read_model_info`` and run by the session
+    of ``export.runtime.open_session``. ``threads``: onnxruntime intra-op threads (1 = no thread
+    pool, the right choice when the caller already runs in parallel).
     """
 
     def __init__(self, path: str | Path, threads: int = 1, *, data: bytes | None = None):
         """``data``: the serialized model (then ``path`` only names it in messages), e.g. the
         bytes a Dask worker received (``fem_bridge.dask_runner``)."""
-        import onnx
-        import onnxruntime as ort
-        from export.onnx_export import (INPUT_NAME, METADATA_KEYS, ONNX_FORMAT, OUTPUT_GRAD,
-                                        OUTPUT_SIGMA, read_metadata)
-        self.path = Path(path)
-        if data is None and not self.path.is_file():
-            raise NeumatInputError(f"model file {self.path} not found (expected an ONNX file written "
-                                   f"by 'neumat export')")
-        try:
-            model = (onnx.load_from_string(data) if data is not None
-                     else onnx.load(str(self.path), load_external_data=False))
-        except Exception as exc:      # protobuf raises its own DecodeError, others OSError/ValueError
-            raise NeumatInputError(f"{self.path}: not an ONNX file ({type(exc).__name__}: {exc})") from None
-        if len(model.graph.node) == 0 and not model.graph.input:
-            raise NeumatInputError(f"{self.path}: not an ONNX file (no graph)")
-        expected = (f"expected a neumat flow-stress model: input '{INPUT_NAME}' float64 (N, F), outputs "
-                    f"'{OUTPUT_SIGMA}' (N,) and '{OUTPUT_GRAD}' (N, F), metadata "
-                    f"'{METADATA_KEYS['format']}' = {ONNX_FORMAT}")
-        init_names = {i.name for i in model.graph.initializer}
-        inputs = [(i.name, i.type.tensor_type.elem_type) for i in model.graph.input if i.name not in init_names]
-        outputs = [(o.name, o.type.tensor_type.elem_type) for o in model.graph.output]
-        dbl = onnx.TensorProto.DOUBLE
-        if inputs != [(INPUT_NAME, dbl)] or outputs != [(OUTPUT_SIGMA, dbl), (OUTPUT_GRAD, dbl)]:
-            raise NeumatInputError(f"{self.path}: ONNX signature inputs {inputs}, outputs {outputs} "
-                                   f"(element types as ONNX codes, 11 = double); {expected}")
-        try:
-            meta = read_metadata(model)
-        except json.JSONDecodeError as exc:
-            raise NeumatInputError(f"{self.path}: unreadable metadata ({exc}); {expected}") from None
-        need = ("format", "feature_names", "box_lo", "box_hi", "rate_floor", "box_policy")
-        missing = [METADATA_KEYS[k] for k in need if k not in meta]
-        if missing or meta["format"] != ONNX_FORMAT:
-            raise NeumatInputError(f"{self.path}: metadata {'missing ' + ', '.join(missing) if missing else 'format ' + repr(meta['format'])}; {expected}")
-        self.metadata = meta
-        self.feature_names = list(meta["feature_names"])
-        self.feature_units = list(meta.get("feature_units", ["?"] * len(self.feature_names)))
-        self.box_lo = np.asarray(meta["box_lo"], dtype=float)
-        self.box_hi = np.asarray(meta["box_hi"], dtype=float)
-        self.rate_floor = float(meta["rate_floor"])
-        self.box_policy = str(meta["box_policy"])
-        f = self.n_features
-        if f < 3 or self.box_lo.shape != (f,) or self.box_hi.shape != (f,):
-            raise NeumatInputError(f"{self.path}: metadata lists {f} features but boxes of "
-                                   f"{self.box_lo.shape}/{self.box_hi.shape}; {expected}")
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = max(int(threads), 1)
-        so.inter_op_num_threads = 1
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-        self.model_bytes = model.SerializeToString()      # what the session runs (shipped to Dask workers)
+        info = read_model_info(path, data=data)
+        self.path = info.path
+        self.metadata = info.metadata
+        self.feature_names = list(info.feature_names)
+        self.feature_units = list(info.feature_units)
+        self.box_lo = info.box_lo
+        self.box_hi = info.box_hi
+        self.rate_floor = info.rate_floor
+        self.box_policy = info.box_policy
+        self.model_bytes = info.model_bytes      # what the session runs (shipped to Dask workers)
         self.threads = max(int(threads), 1)
-        try:
-            self.session = ort.InferenceSession(self.model_bytes, so,
-                                                providers=["CPUExecutionProvider"])
-        except Exception as exc:
-            raise NeumatInputError(f"{self.path}: onnxruntime cannot load it ({exc})") from None
-        self._names = [OUTPUT_SIGMA, OUTPUT_GRAD]
-        self._input = INPUT_NAME
+        self.session = open_session(info, self.threads)
 
     def _evaluate(self, x):
-        sigma, grad = self.session.run(self._names, {self._input: x})
-        return sigma, grad
+        return run_session(self.session, x)
+
+
+def backend_kinds() -> dict[str, "importlib.metadata.EntryPoint"]:
+    """The backend kinds installed, by name: the ``neumat.backends`` entry points of
+    pyproject.toml (``onnxruntime`` and ``numpy`` here, ``compiled`` from fortran_umat). A higher
+    package adds a kind by declaring an entry point, so this module never imports it."""
+    return {ep.name: ep for ep in importlib.metadata.entry_points(group=BACKEND_GROUP)}
 
 
 def load_backend(path: str | Path, kind: str = "onnxruntime", threads: int = 1) -> FlowStressBackend:
     """A backend for ``path``: ``onnxruntime`` (ONNX file), ``compiled`` (the Fortran kernel
-    generated from the ONNX file) or ``numpy`` (a model.json or run folder)."""
-    if kind == "onnxruntime":
-        return OnnxBackend(path, threads=threads)
-    if kind == "compiled":
-        try:
-            from fortran_umat.compiled import CompiledBackend
-        except ImportError as exc:
-            raise NeumatInputError(f"the compiled backend is not available ({exc})") from None
-        return CompiledBackend(path)
-    if kind == "numpy":
-        return FlowNetBackend(path)
-    raise NeumatInputError(f"backend kind '{kind}' unknown; choose one of {', '.join(BACKEND_KINDS)}")
+    generated from the ONNX file) or ``numpy`` (a model.json or run folder); any kind is
+    constructed as ``cls(path, threads=threads)``."""
+    kinds = backend_kinds()
+    if kind not in kinds:
+        raise NeumatInputError(f"backend kind '{kind}' unknown; choose one of {', '.join(sorted(kinds))}")
+    try:
+        cls = kinds[kind].load()
+    except ImportError as exc:
+        raise NeumatInputError(f"the {kind} backend is not available ({exc})") from None
+    return cls(path, threads=threads)
 
 
 def as_backend(flow) -> FlowStressBackend:

@@ -1,5 +1,5 @@
-"""``neumat mesh`` (flow stress or a stress update over a mesh file) and ``neumat simulate``
-(the scikit-fem hot-compression host)."""
+"""``neumat mesh`` (flow stress or a stress update over a mesh file, ``fem_bridge.mesh``) and
+``neumat simulate`` (the scikit-fem hot-compression host, ``fem_bridge.hosts.skfem_compression``)."""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +7,10 @@ import sys
 
 from constitutive.errors import NeumatInputError
 
-from .mesh import DEFAULT_CHUNK
+from .backends import load_backend
+from .hosts.compression_setup import CompressionSetup, parse_divisions
+from .hosts.skfem_compression import run_compression
+from .mesh import DEFAULT_CHUNK, evaluate_mesh
 
 
 def _extras(items: list[str] | None) -> dict[str, str]:
@@ -105,7 +108,6 @@ def register(sub) -> None:
 
 
 def run_mesh(args) -> int:
-    from .mesh import evaluate_mesh
     res, _ = evaluate_mesh(
         args.model, args.mesh_in, args.mesh_out, temperature=args.temperature, strain_rate=args.strain_rate,
         plastic_strain=args.plastic_strain, extras=_extras(args.extra), strain_increment=args.strain_increment,
@@ -126,12 +128,7 @@ def run_mesh(args) -> int:
 
 
 def run_simulate(args) -> int:
-    from .backends import load_backend
-    from .fe_host import CompressionSetup, run_compression
-    try:
-        div = tuple(int(x) for x in args.divisions.split(","))
-    except ValueError:
-        raise NeumatInputError(f"--divisions takes three integers like 4,3,6, got '{args.divisions}'") from None
+    div = parse_divisions(args.divisions)
     extras = {}
     for name, value in _extras(args.extra).items():
         try:

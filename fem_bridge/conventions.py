@@ -102,8 +102,8 @@ def temperature_end(temp, dtemp, temp_mode) -> np.ndarray:
     return np.where(np.rint(np.asarray(temp_mode, dtype=float)) == TEMP_MODE_CALCULIX, temp, temp + dtemp)
 
 
-# Mandel notation, the natural 6-vector of the DOLFINx host (fem_bridge.dolfinx_host): the SAME
-# component order as Abaqus (VOIGT_INDEX: 11, 22, 33, 12, 13, 23), stress and strain shear both
+# Mandel notation, the natural 6-vector of the DOLFINx host (fem_bridge.hosts.dolfinx_problem):
+# the SAME component order as Abaqus (VOIGT_INDEX: 11, 22, 33, 12, 13, 23), stress and strain shear both
 # scaled by √2, so σ_M·ε_M = σ:ε and the tangent is C_M = M C_A M, M = diag(1, 1, 1, √2, √2, √2).
 # Abaqus strain carries γ = 2ε = √2 ε_M on the shear rows, Abaqus stress plain τ = σ_M/√2.
 VOIGT_INDEX = ((0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2))    # tensor indices of the 6 rows

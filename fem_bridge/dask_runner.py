@@ -1,7 +1,7 @@
 """``neumat mesh --dask``: the chunks of ``evaluate_mesh`` evaluated on a Dask cluster.
 
-``dask``/``distributed`` are imported only here, and this module only when ``--dask`` is given
-(install them with ``pip install 'neumat[dask]'``).
+``dask``/``distributed`` are imported only here, inside the functions, and only when a
+``DaskRunner`` is made (``--dask``); install them with ``pip install 'neumat[dask]'``.
 
 How it works:
 
@@ -19,7 +19,7 @@ How it works:
   fields, scatters them to one worker and submits the task there; at most two tasks per worker
   thread are in flight, so the driver holds only a few tasks' inputs at a time. A worker splits
   its task at the same ``chunk`` boundaries as the single-process path and runs the same
-  per-chunk function (``fem_bridge.mesh.KERNELS``) with the same onnxruntime options, so the
+  per-chunk function (``fem_bridge.mesh_chunks.CHUNK_EVALUATORS``) with the same onnxruntime options, so the
   results are bitwise those of the single-process run.
 * failures: an exception in a task is caught on the worker and sent back with the worker's
   address; a task lost with its worker (``KilledWorker``, a lost connection) fails on the client.
@@ -41,6 +41,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from constitutive.errors import NeumatInputError
+
+from .backends import OnnxBackend
+from .mesh_chunks import CHUNK_EVALUATORS
+from .progress import progress_bar
 
 DEFAULT_TASK_ROWS = 2 ** 20        # rows per Dask task (16 default chunks; ~1 s of one core)
 INSTALL_HINT = "pip install 'neumat[dask]'  (or: pip install 'dask[distributed]')"
@@ -67,7 +71,7 @@ def parse_spec(spec: str) -> tuple[str, object]:
 
 def _import_distributed():
     try:
-        import distributed
+        import distributed  # optional: the dask extra, needed only for --dask
     except ImportError as exc:
         raise NeumatInputError(f"--dask needs the optional packages dask and distributed, which are not "
                                f"installed ({exc}); install the 'dask' extra: {INSTALL_HINT}") from None
@@ -112,17 +116,16 @@ def _backend(key: str, data: bytes):
         with _LOCK:
             flow = _BACKENDS.get(key)
             if flow is None:
-                from .backends import OnnxBackend
                 flow = OnnxBackend(f"<model {key[:12]}>", threads=1, data=data)
                 _BACKENDS[key] = flow
                 _BUILDS[key] = _BUILDS.get(key, 0) + 1
     return flow
 
 
-def _evaluate_rows(flow, kernel: str, arrays: tuple, params: dict, chunk: int, start: int) -> tuple:
-    """Rows ``start`` … of one task, chunk by chunk (``start`` is a multiple of ``chunk``)."""
-    from .mesh import KERNELS
-    fn = KERNELS[kernel]
+def _evaluate_rows(flow, evaluator: str, arrays: tuple, params: dict, chunk: int, start: int) -> tuple:
+    """Rows ``start`` … of one task, chunk by chunk (``start`` is a multiple of ``chunk``), by the
+    chunk evaluator named ``evaluator`` (``mesh_chunks.CHUNK_EVALUATORS``)."""
+    fn = CHUNK_EVALUATORS[evaluator]
     n = next(len(a) for a in arrays if a is not None)
     parts = []
     for a in range(0, n, chunk):
@@ -135,15 +138,15 @@ def _evaluate_rows(flow, kernel: str, arrays: tuple, params: dict, chunk: int, s
     return tuple(out)
 
 
-def _run_task(key: str, model_data: bytes, kernel: str, arrays: tuple, params: dict, chunk: int,
+def _run_task(key: str, model_data: bytes, evaluator: str, arrays: tuple, params: dict, chunk: int,
               start: int):
     """The Dask task: ``("ok", outputs)`` or ``("error", worker address, message)``."""
     try:
         flow = _backend(key, model_data)
-        return "ok", _evaluate_rows(flow, kernel, arrays, params, chunk, start)
+        return "ok", _evaluate_rows(flow, evaluator, arrays, params, chunk, start)
     except Exception as exc:          # reported with the row range by the driver; other tasks go on
         try:
-            from distributed import get_worker
+            from distributed import get_worker  # optional: the dask extra (this runs on a worker)
             addr = get_worker().address
         except Exception:
             addr = None
@@ -190,9 +193,10 @@ class DaskRunner:
         return client, None, "remote"
 
     # -- running --------------------------------------------------------------------------------
-    def run(self, flow, kernel: str, params: dict, inputs, store, rows: int, chunk: int, progress: bool):
-        """Evaluate rows 0 … rows-1: ``inputs(slice)`` gives a task's input arrays, ``store(slice,
-        outputs)`` takes its results. Returns the list of ``ChunkFailure``."""
+    def run(self, flow, evaluator: str, params: dict, inputs, store, rows: int, chunk: int, progress: bool):
+        """Evaluate rows 0 … rows-1 with the chunk evaluator named ``evaluator``: ``inputs(slice)``
+        gives a task's input arrays, ``store(slice, outputs)`` takes its results. Returns the list
+        of ``ChunkFailure``."""
         data = getattr(flow, "model_bytes", None)
         if data is None:
             raise NeumatInputError("--dask needs an ONNX model (an OnnxBackend or a .onnx path), "
@@ -215,8 +219,7 @@ class DaskRunner:
             key = model_key(data)
             model = client.scatter(data, broadcast=True, hash=False)   # shipped once, to every worker
             self.scatter_calls += 1
-            from .mesh import _progress
-            bar = _progress(rows, progress, f"neumat mesh (dask, {nthreads} workers)")
+            bar = progress_bar(rows, progress, f"neumat mesh (dask, {nthreads} workers)")
             pending = list(reversed(ranges))
             by_future = {}
             window = distributed.as_completed()
@@ -226,7 +229,7 @@ class DaskRunner:
                 a, b = pending.pop()
                 # one object (the tuple of this task's input arrays), sent to one worker
                 arrays = client.scatter([inputs(slice(a, b))], hash=False)[0]
-                fut = client.submit(_run_task, key, model, kernel, arrays, params, chunk, a,
+                fut = client.submit(_run_task, key, model, evaluator, arrays, params, chunk, a,
                                     pure=False, key=f"neumat-mesh-{run_id}-{a}-{b}")
                 by_future[fut] = (a, b, arrays)
                 window.add(fut)

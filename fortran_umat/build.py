@@ -18,9 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from constitutive.errors import NeumatInputError
+from constitutive.paths import cache_root
+from export.contract import ModelInfo
 from fem_bridge import conventions as cv
 
-from .translate import Translation, f_real, translate
+from .flow_module import Translation, translate
+from .fortran_text import f_real
 
 TEMPLATE = Path(__file__).with_name("templates") / "j2_umat.f90"
 
@@ -47,7 +50,7 @@ class BuildResult:
     nprops: int              # *USER MATERIAL, CONSTANTS
     props: list = field(default_factory=list)     # [(index, name, meaning)]
     snippet: str = ""        # ready *MATERIAL block (comments document PROPS/STATEV)
-    info: dict = field(default_factory=dict)      # feature names, box, rate floor, policy
+    info: dict = field(default_factory=dict)      # feature names, box, rate floor, policy (ModelInfo.as_dict)
 
     @property
     def library_dir(self) -> Path:
@@ -63,19 +66,35 @@ class BuildResult:
         return self.name
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("NEUMAT_CACHE") or Path.home() / ".cache" / "neumat")
-
-
 def library_name(sha256: str) -> str:
     return "NEUMAT" + sha256[:10].upper()
 
 
-def umat_source(tr: Translation, info: dict, max_iter: int | None = None) -> str:
+def layout_constants() -> dict[str, str]:
+    """The PROPS/STATEV positions (1-based) of fem_bridge.conventions, as template substitutions:
+    the Fortran return mapping indexes PROPS and STATEV through these named constants only."""
+    eps = cv.SV_EPS_P
+    if eps.stop - eps.start != 6 or eps.step not in (None, 1):
+        raise AssertionError(f"conventions.SV_EPS_P {eps}: expected 6 consecutive components")
+    return {"@@PROP_E@@": str(cv.PROP_E + 1), "@@PROP_NU@@": str(cv.PROP_NU + 1),
+            "@@PROP_TEMP_MODE@@": str(cv.PROP_TEMP_MODE + 1), "@@PROP_RATE_FLOOR@@": str(cv.PROP_RATE_FLOOR + 1),
+            "@@SV_P@@": str(cv.SV_P + 1), "@@SV_EPS_P@@": str(eps.start + 1),
+            "@@SV_PDOT@@": str(cv.SV_PDOT + 1), "@@SV_NOUT@@": str(cv.SV_NOUT + 1)}
+
+
+def layout_comment(info: ModelInfo) -> str:
+    """Fortran comment lines listing PROPS and STATEV (from conventions and the model)."""
+    lines = [f"! PROPS({i}) {n}: {m}".replace("…", "...") for i, n, m in props_table(info)]
+    lines += [f"! STATEV({i + 1}) {s}" for i, s in enumerate(cv.STATEV)]
+    return "\n".join(lines) + "\n"
+
+
+def umat_source(tr: Translation, info: ModelInfo, max_iter: int | None = None) -> str:
     """The whole Fortran file: flow module, J2 module and the UMAT."""
-    extras = info["feature_names"][3:]
+    extras = info.feature_names[3:]
     subs = {
         "@@FLOWMOD@@": tr.module,
+        "!@@LAYOUT@@\n": layout_comment(info), **layout_constants(),
         "@@NSTATV@@": str(cv.NSTATV), "@@NFIXED@@": str(cv.N_FIXED_PROPS),
         "@@NPROPS@@": str(cv.N_FIXED_PROPS + len(extras)),
         "@@OK@@": str(cv.OK), "@@STEP_CUT@@": str(cv.STEP_CUT), "@@BAD_INPUT@@": str(cv.BAD_INPUT),
@@ -95,22 +114,29 @@ def umat_source(tr: Translation, info: dict, max_iter: int | None = None) -> str
             .replace("!@@J2_EXTERNAL@@\n", "\n" + external))
 
 
-def props_table(info: dict) -> list[tuple[int, str, str]]:
-    rows = [(1, "E", "Young's modulus, MPa"),
-            (2, "nu", "Poisson's ratio (-1 < nu < 0.5)"),
-            (3, "temp_mode", "temperature convention: 0 Abaqus (T_end = TEMP + DTEMP), 1 CalculiX (T_end = TEMP)"),
-            (4, "rate_floor", f"strain-rate floor, 1/s; <= 0 uses the model's ({info['rate_floor']:g} 1/s)")]
-    lo, hi = info["box_lo"], info["box_hi"]
-    for k, name in enumerate(info["feature_names"][3:]):
-        rows.append((5 + k, name, f"extra feature '{name}' (training range {lo[3 + k]:g} … {hi[3 + k]:g})"))
+def props_table(info: ModelInfo) -> list[tuple[int, str, str]]:
+    """(1-based index, name, meaning) of every PROPS entry: conventions.PROPS, then the extras."""
+    meaning = {
+        "E": "Young's modulus, MPa",
+        "nu": "Poisson's ratio (-1 < nu < 0.5)",
+        "temp_mode": (f"temperature convention: {cv.TEMP_MODE_ABAQUS} Abaqus (T_end = TEMP + DTEMP), "
+                      f"{cv.TEMP_MODE_CALCULIX} CalculiX (T_end = TEMP)"),
+        "rate_floor": f"strain-rate floor, 1/s; <= 0 uses the model's ({info.rate_floor:g} 1/s)"}
+    rows = [(i + 1, n, meaning[n]) for i, n in enumerate(cv.PROPS)]
+    lo, hi = info.box_lo, info.box_hi
+    for k, name in enumerate(info.feature_names[3:]):
+        rows.append((cv.N_FIXED_PROPS + 1 + k, name,
+                     f"extra feature '{name}' (training range {lo[3 + k]:g} … {hi[3 + k]:g})"))
     return rows
 
 
-def material_snippet(name: str, info: dict, E: float = 1.5e5, nu: float = 0.3, temp_mode: int = 1,
-                     extras: list[float] | None = None) -> str:
+def material_snippet(name: str, info: ModelInfo, E: float = 1.5e5, nu: float = 0.3,
+                     temp_mode: int = cv.TEMP_MODE_CALCULIX, extras: list[float] | None = None) -> str:
     rows = props_table(info)
-    extras = list(extras) if extras is not None else [float(v) for v in info["box_lo"][3:]]
-    values = [E, nu, temp_mode, 0.0] + extras
+    extras = list(extras) if extras is not None else [float(v) for v in info.box_lo[3:]]
+    values = [0.0] * cv.N_FIXED_PROPS           # rate_floor 0: the model's floor
+    values[cv.PROP_E], values[cv.PROP_NU], values[cv.PROP_TEMP_MODE] = E, nu, temp_mode
+    values += extras
     lines = ["** neumat UMAT " + name + " (generated). PROPS:"]
     lines += [f"**   PROPS({i}) {n}: {m}" for i, n, m in rows]
     lines += ["** STATEV:"] + [f"**   STATEV({i + 1}) {s}" for i, s in enumerate(cv.STATEV)]
@@ -176,8 +202,8 @@ def build_umat(onnx_path, out_dir=None, *, max_iter: int | None = None, force: b
                                      "sha256": tr.sha256, "flags": fflags()}, indent=1))
     snippet = material_snippet(name, info)
     res = BuildResult(library=lib, name=name, source=src, nstatv=cv.NSTATV,
-                      nprops=cv.N_FIXED_PROPS + len(info["feature_names"]) - 3,
-                      props=props_table(info), snippet=snippet, info=info)
+                      nprops=cv.N_FIXED_PROPS + info.n_features - 3,
+                      props=props_table(info), snippet=snippet, info=info.as_dict())
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -187,5 +213,5 @@ def build_umat(onnx_path, out_dir=None, *, max_iter: int | None = None, force: b
         os.replace(tmp, out / lib.name)
         (out / "material.inp").write_text(snippet)
         res = BuildResult(library=out / lib.name, name=name, source=out / src.name, nstatv=res.nstatv,
-                          nprops=res.nprops, props=res.props, snippet=snippet, info=info)
+                          nprops=res.nprops, props=res.props, snippet=snippet, info=res.info)
     return res

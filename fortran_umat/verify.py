@@ -16,6 +16,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from fem_bridge import conventions as cv
+from fem_bridge.backends import OnnxBackend
+from fem_bridge.umat import UmatMaterial
+
+from .build import build_umat
+from .library_binding import CompiledUmat
 
 E_MPA, NU = 1.2e5, 0.3
 
@@ -83,12 +88,6 @@ def strain_paths(box_lo, box_hi, feature_names, rng: np.random.Generator, n_inc:
 def verify_umat(onnx_path, *, seed: int = 0, n_inc: int = 20, tolerance: float = 1e-9,
                 library=None) -> Verification:
     """Run the Fortran UMAT and the Python UMAT side by side; return the largest differences."""
-    from fem_bridge.backends import OnnxBackend
-    from fem_bridge.umat import UmatMaterial
-
-    from .build import build_umat
-    from .compiled import CompiledUmat
-
     backend = OnnxBackend(onnx_path)
     extras = 0.5 * (backend.box_lo[3:] + backend.box_hi[3:])
     props = [E_MPA, NU, 1, 0.0, *extras]                           # TEMP at the end (CalculiX), model's floor

@@ -9,8 +9,9 @@ from constitutive import cli
 from constitutive.baselines import (BASELINES, Arrhenius, Baseline, HenselSpittel, JohnsonCook,
                                     arrhenius_constants, arrhenius_constants_fitted, evaluate_protocol,
                                     without_zero_strain)
-from constitutive.data import FlowCurves, dataset_available, load
+from constitutive.datasets import dataset_available, load
 from constitutive.errors import NeumatInputError
+from constitutive.flow_curves import FlowCurves
 from constitutive.laws import arrhenius_stress
 from constitutive.metrics import mare_pct
 

@@ -6,7 +6,7 @@ broken set-up and FAILS here (a skip would hide it).
 
 The physical check: a homogeneous C3D8 compression (cube, three symmetry planes, constant
 temperature and strain rate, to strain 0.5, 25 equal increments, small strain — see
-fortran_umat/ccx.py for the strain path) with the UMAT generated from a random FlowNet must agree
+fortran_umat/ccx_deck.py for the strain path) with the UMAT generated from a random FlowNet must agree
 within 0.5 % in axial stress along the whole path with
   (a) the Python bridge driven on the same homogeneous path (uniaxial stress, Python driver), and
   (b) ccx's own *PLASTIC with a hardening table σ_y(p) sampled from the network at that strain
@@ -25,7 +25,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fortran_umat import ccx as cx
+from constitutive.errors import NeumatInputError
+from fortran_umat.ccx_compare import bridge_update, relative_difference, uniaxial_stress_path
+from fortran_umat.ccx_deck import (CCX_MAX_PLASTIC_POINTS, PlasticMaterial, UserMaterial, _fmt,
+                                   built_library, plastic_table, write_compression_deck)
+from fortran_umat.ccx_results import CcxError, parse_corrections, parse_frd, parse_iterations, parse_sta
+from fortran_umat.ccx_run import CcxNotBuilt, ccx_binary, run_ccx
 from helpers import random_flownet
 
 pytestmark = pytest.mark.ccx
@@ -40,8 +45,8 @@ TOL = 5e-3                                 # 0.5 % (issue 5)
 @pytest.fixture(scope="module")
 def ccx_exe() -> Path:
     try:
-        return cx.ccx_binary()
-    except cx.CcxNotBuilt as exc:
+        return ccx_binary()
+    except CcxNotBuilt as exc:
         pytest.fail(f"{exc}")
 
 
@@ -50,8 +55,8 @@ def ccx_exe() -> Path:
 
 def test_missing_binary_tells_to_run_make_ccx(tmp_path, monkeypatch):
     monkeypatch.setenv("NEUMAT_CACHE", str(tmp_path))
-    with pytest.raises(cx.CcxNotBuilt, match="make ccx"):
-        cx.ccx_binary()
+    with pytest.raises(CcxNotBuilt, match="make ccx"):
+        ccx_binary()
 
 
 def test_build_script_second_run_is_a_noop(ccx_exe):
@@ -64,14 +69,14 @@ def test_build_script_second_run_is_a_noop(ccx_exe):
 
 def test_deck_numbers_fit_ccx_fields_and_plastic_table_limit(tmp_path):
     for v in (2.0000000000000003e-06, -1.2345678901234567e-123, 1e5, 0.1 + 0.2, -0.0):
-        s = cx._fmt(v)
+        s = _fmt(v)
         assert len(s) <= 20 and float(s) == pytest.approx(v, rel=1e-11, abs=0)
-    big = [(100.0 + k, 0.001 * k) for k in range(cx.CCX_MAX_PLASTIC_POINTS + 1)]
-    with pytest.raises(cx.NeumatInputError, match="overflows"):
-        cx.write_compression_deck(tmp_path / "p.inp", material=cx.PlasticMaterial(E_MPA, NU, big),
-                                  temperature_c=T_C, strain_rate=RATE)
-    with pytest.raises(cx.NeumatInputError, match="letters and digits"):
-        cx.UserMaterial("NEU_MAT", [E_MPA, NU], 9).material_name(False)
+    big = [(100.0 + k, 0.001 * k) for k in range(CCX_MAX_PLASTIC_POINTS + 1)]
+    with pytest.raises(NeumatInputError, match="overflows"):
+        write_compression_deck(tmp_path / "p.inp", material=PlasticMaterial(E_MPA, NU, big),
+                               temperature_c=T_C, strain_rate=RATE)
+    with pytest.raises(NeumatInputError, match="letters and digits"):
+        UserMaterial("NEU_MAT", [E_MPA, NU], 9).material_name(False)
 
 
 def test_parse_iterations_counts_attempts_and_cutbacks():
@@ -80,14 +85,14 @@ def test_parse_iterations_counts_attempts_and_cutbacks():
         " increment 2 attempt 1 ", " iteration 1", " iteration 2", " iteration 3",
         " too slow convergence", " increment 2 attempt 2 ", " iteration 1", " iteration 2",
         " convergence; the increment size is increased to 3.0e-02"])
-    assert cx.parse_iterations(out) == [(1, 1, 2, True), (2, 1, 3, False), (2, 2, 2, True)]
+    assert parse_iterations(out) == [(1, 1, 2, True), (2, 1, 3, False), (2, 2, 2, True)]
 
 
 def test_run_ccx_reports_a_missing_umat_library(ccx_exe, tmp_path):
-    d = cx.write_compression_deck(tmp_path / "missing.inp", material=cx.UserMaterial("NEUMATNOSUCHLIB", [E_MPA, NU], 7),
-                                  temperature_c=T_C, strain_rate=RATE, n_increments=20, side_mm=1.0)
-    with pytest.raises(cx.CcxError, match="libNEUMATNOSUCHLIB.so not found"):
-        cx.run_ccx(d.path, library_dir=tmp_path)
+    d = write_compression_deck(tmp_path / "missing.inp", material=UserMaterial("NEUMATNOSUCHLIB", [E_MPA, NU], 7),
+                               temperature_c=T_C, strain_rate=RATE, n_increments=20, side_mm=1.0)
+    with pytest.raises(CcxError, match="libNEUMATNOSUCHLIB.so not found"):
+        run_ccx(d.path, library_dir=tmp_path)
 
 
 def _compile_test_umat(dst: Path, lib: str) -> None:
@@ -102,19 +107,19 @@ def test_deck_with_linear_hardening_umat_and_plastic(ccx_exe, tmp_path):
     (test-only UMAT and ccx's *PLASTIC) against the uniaxial solution σ = (σ0 + H ε)/(1 + H/E)."""
     sy0, h = 100.0, 500.0
     _compile_test_umat(tmp_path, "NEUMATTESTJTWO")
-    umat = cx.UserMaterial("NEUMATTESTJTWO", [E_MPA, NU, sy0, h], 7)
-    d = cx.write_compression_deck(tmp_path / "j2umat.inp", material=umat, temperature_c=T_C,
-                                  strain_rate=RATE, n_increments=20, side_mm=1.0)
-    ru = cx.run_ccx(d.path, library_dir=tmp_path)
-    plastic = cx.PlasticMaterial(E_MPA, NU, [(sy0, 0.0), (sy0 + h, 1.0)])
-    dp = cx.write_compression_deck(tmp_path / "j2plastic.inp", material=plastic, temperature_c=T_C,
-                                   strain_rate=RATE, n_increments=20, side_mm=1.0)
-    rp = cx.run_ccx(dp.path)
+    umat = UserMaterial("NEUMATTESTJTWO", [E_MPA, NU, sy0, h], 7)
+    d = write_compression_deck(tmp_path / "j2umat.inp", material=umat, temperature_c=T_C,
+                               strain_rate=RATE, n_increments=20, side_mm=1.0)
+    ru = run_ccx(d.path, library_dir=tmp_path)
+    plastic = PlasticMaterial(E_MPA, NU, [(sy0, 0.0), (sy0 + h, 1.0)])
+    dp = write_compression_deck(tmp_path / "j2plastic.inp", material=plastic, temperature_c=T_C,
+                                strain_rate=RATE, n_increments=20, side_mm=1.0)
+    rp = run_ccx(dp.path)
     eps = d.applied_strain(ru.times())
     exact = -(sy0 + h * eps) / (1.0 + h / E_MPA)
     assert len(ru.increments) == 20 and ru.times()[-1] == pytest.approx(0.5 / RATE)
-    assert cx.relative_difference(ru.axial_stress(), exact) < 1e-6
-    assert cx.relative_difference(rp.axial_stress(), exact) < 1e-6
+    assert relative_difference(ru.axial_stress(), exact) < 1e-6
+    assert relative_difference(rp.axial_stress(), exact) < 1e-6
     # uniaxial: lateral stresses vanish, reaction force = σ33 · area, p = ε − |σ|/E
     inc = ru.increments[-1]
     assert np.abs(inc.stress[:, :2]).max() < 1e-6 * abs(exact[-1])
@@ -122,8 +127,8 @@ def test_deck_with_linear_hardening_umat_and_plastic(ccx_exe, tmp_path):
     assert inc.sdv[:, 0] == pytest.approx(eps[-1] + exact[-1] / E_MPA, rel=1e-6)
     assert rp.increments[-1].peeq == pytest.approx(eps[-1] + exact[-1] / E_MPA, rel=1e-6)
     assert np.array_equal(ru.iterations(), rp.iterations())
-    assert [row[2] for row in cx.parse_sta(ru.sta)] == ru.iterations().tolist()   # stdout vs .sta
-    blocks = cx.parse_frd(ru.frd)
+    assert [row[2] for row in parse_sta(ru.sta)] == ru.iterations().tolist()   # stdout vs .sta
+    blocks = parse_frd(ru.frd)
     disp = [b for b in blocks if b["name"] == "DISP"]
     assert len(disp) == 20 and disp[-1]["values"][8][2] == pytest.approx(-0.5, rel=1e-5)
 
@@ -141,33 +146,33 @@ def model(tmp_path_factory):
     onnx_path = d / "model.onnx"
     export_onnx(net, onnx_path)
     built = build_umat(onnx_path, out_dir=d / "umat")
-    lib_path, lib_name = cx.built_library(built)
+    lib_path, lib_name = built_library(built)
     return net, onnx_path, lib_path, lib_name, built.nstatv
 
 
 def _umat_material(model):
     from fem_bridge.conventions import TEMP_MODE_CALCULIX
     _, _, _, lib_name, nstatv = model
-    return cx.UserMaterial(lib_name, [E_MPA, NU, float(TEMP_MODE_CALCULIX), 0.0], nstatv)
+    return UserMaterial(lib_name, [E_MPA, NU, float(TEMP_MODE_CALCULIX), 0.0], nstatv)
 
 
 @pytest.fixture(scope="module")
 def umat_run(ccx_exe, model, tmp_path_factory):
     d = tmp_path_factory.mktemp("ccx_umat")
-    deck = cx.write_compression_deck(d / "umat.inp", material=_umat_material(model), temperature_c=T_C,
-                                     strain_rate=RATE, n_increments=N_INC, side_mm=SIDE_MM)
-    return deck, cx.run_ccx(deck.path, library_dir=model[2].parent)
+    deck = write_compression_deck(d / "umat.inp", material=_umat_material(model), temperature_c=T_C,
+                                  strain_rate=RATE, n_increments=N_INC, side_mm=SIDE_MM)
+    return deck, run_ccx(deck.path, library_dir=model[2].parent)
 
 
 @pytest.fixture(scope="module")
 def plastic_run(ccx_exe, model, tmp_path_factory):
     net = model[0]
     d = tmp_path_factory.mktemp("ccx_plastic")
-    table = cx.plastic_table(net, RATE, T_C, p_max=0.6, n_points=151)
-    deck = cx.write_compression_deck(d / "plastic.inp", material=cx.PlasticMaterial(E_MPA, NU, table),
-                                     temperature_c=T_C, strain_rate=RATE, n_increments=N_INC,
-                                     side_mm=SIDE_MM)
-    return deck, cx.run_ccx(deck.path)
+    table = plastic_table(net, RATE, T_C, p_max=0.6, n_points=151)
+    deck = write_compression_deck(d / "plastic.inp", material=PlasticMaterial(E_MPA, NU, table),
+                                  temperature_c=T_C, strain_rate=RATE, n_increments=N_INC,
+                                  side_mm=SIDE_MM)
+    return deck, run_ccx(deck.path)
 
 
 def test_umat_in_ccx_matches_bridge_and_plastic(model, umat_run, plastic_run):
@@ -184,13 +189,13 @@ def test_umat_in_ccx_matches_bridge_and_plastic(model, umat_run, plastic_run):
     sdv = np.asarray([i.sdv.mean(axis=0) for i in ru.increments])
     assert np.all(sdv[:, 0] > 0) and np.all(sdv[:, 8] == 0)
     # (b) ccx's own *PLASTIC with the network's hardening curve at this rate and temperature
-    d_plastic = cx.relative_difference(s_umat, s_plastic)
+    d_plastic = relative_difference(s_umat, s_plastic)
     assert d_plastic < TOL, f"UMAT vs *PLASTIC: max relative difference {d_plastic:.2e}"
     # (a) the Python bridge on the same homogeneous path
-    t, s_bridge, sv_bridge = cx.uniaxial_stress_path(
-        cx.bridge_update(model[1], _umat_material(model).props), deck=deck)
+    t, s_bridge, sv_bridge = uniaxial_stress_path(
+        bridge_update(model[1], _umat_material(model).props), deck=deck)
     assert np.allclose(t, ru.times(), rtol=1e-12)
-    d_bridge = cx.relative_difference(s_umat, s_bridge[:, 2])
+    d_bridge = relative_difference(s_umat, s_bridge[:, 2])
     assert d_bridge < TOL, f"UMAT in ccx vs Python bridge: max relative difference {d_bridge:.2e}"
     assert sdv[:, 0] == pytest.approx(sv_bridge[:, 0], rel=1e-5)
     print(f"\nmax relative difference in axial stress: vs bridge {d_bridge:.2e}, vs *PLASTIC {d_plastic:.2e}")
@@ -212,7 +217,7 @@ def test_umat_needs_no_more_newton_iterations_than_plastic(umat_run, plastic_run
     assert it_u.max() <= 3
     # quadratic convergence where a third iteration was needed: the last displacement
     # correction is tiny against the one before
-    for c in cx.parse_corrections(umat_run[1].stdout):
+    for c in parse_corrections(umat_run[1].stdout):
         if len(c) >= 3:
             assert c[-1] <= 1e-3 * c[-2], f"displacement corrections {c}"
 
@@ -222,10 +227,10 @@ def test_umat_in_ccx_two_threads_same_answer(ccx_exe, model, umat_run, tmp_path)
     one-element run (the field is homogeneous)."""
     runs = {}
     for threads in (1, 2):
-        deck = cx.write_compression_deck(tmp_path / f"umat8_t{threads}.inp", material=_umat_material(model),
-                                         temperature_c=T_C, strain_rate=RATE, n_increments=N_INC,
-                                         side_mm=SIDE_MM, n_elem=2, frd_output=False)
-        runs[threads] = cx.run_ccx(deck.path, library_dir=model[2].parent, threads=threads)
+        deck = write_compression_deck(tmp_path / f"umat8_t{threads}.inp", material=_umat_material(model),
+                                      temperature_c=T_C, strain_rate=RATE, n_increments=N_INC,
+                                      side_mm=SIDE_MM, n_elem=2, frd_output=False)
+        runs[threads] = run_ccx(deck.path, library_dir=model[2].parent, threads=threads)
     r1, r2 = runs[1], runs[2]
     assert "Using up to 2 cpu(s) for the stress calculation" in r2.stdout
     assert len(r2.increments) == N_INC and r2.increments[0].stress.shape[0] == 64
@@ -233,7 +238,7 @@ def test_umat_in_ccx_two_threads_same_answer(ccx_exe, model, umat_run, tmp_path)
         np.testing.assert_allclose(b.stress, a.stress, rtol=1e-6, atol=1e-6 * np.abs(a.stress[:, 2]).max())
         np.testing.assert_allclose(b.sdv, a.sdv, rtol=1e-6, atol=1e-9)
     assert np.array_equal(r1.iterations(), r2.iterations())
-    assert cx.relative_difference(r2.axial_stress(), umat_run[1].axial_stress()) < 1e-6
+    assert relative_difference(r2.axial_stress(), umat_run[1].axial_stress()) < 1e-6
 
 
 def test_umat_in_ccx_large_deformation_true_strain_rate(ccx_exe, model, tmp_path):
@@ -241,21 +246,21 @@ def test_umat_in_ccx_large_deformation_true_strain_rate(ccx_exe, model, tmp_path
     makes the true strain −ε̇t exactly, and the UMAT still agrees with ccx's finite-strain
     *PLASTIC (same hardening table) within 0.5 %."""
     net = model[0]
-    deck = cx.write_compression_deck(tmp_path / "umat_nl.inp", material=_umat_material(model),
-                                     temperature_c=T_C, strain_rate=RATE, n_increments=N_INC,
-                                     side_mm=SIDE_MM, nlgeom=True, frd_output=False)
+    deck = write_compression_deck(tmp_path / "umat_nl.inp", material=_umat_material(model),
+                                  temperature_c=T_C, strain_rate=RATE, n_increments=N_INC,
+                                  side_mm=SIDE_MM, nlgeom=True, frd_output=False)
     assert "@ABAQUSNL_" in deck.path.read_text()
-    ru = cx.run_ccx(deck.path, library_dir=model[2].parent)
-    table = cx.plastic_table(net, RATE, T_C, p_max=0.6, n_points=151)
-    dp = cx.write_compression_deck(tmp_path / "plastic_nl.inp", material=cx.PlasticMaterial(E_MPA, NU, table),
-                                   temperature_c=T_C, strain_rate=RATE, n_increments=N_INC,
-                                   side_mm=SIDE_MM, nlgeom=True, frd_output=False)
-    rp = cx.run_ccx(dp.path)
+    ru = run_ccx(deck.path, library_dir=model[2].parent)
+    table = plastic_table(net, RATE, T_C, p_max=0.6, n_points=151)
+    dp = write_compression_deck(tmp_path / "plastic_nl.inp", material=PlasticMaterial(E_MPA, NU, table),
+                                temperature_c=T_C, strain_rate=RATE, n_increments=N_INC,
+                                side_mm=SIDE_MM, nlgeom=True, frd_output=False)
+    rp = run_ccx(dp.path)
     uz = np.asarray([i.u_corner[2] for i in ru.increments])
     true_strain = np.log1p(uz / SIDE_MM)
     np.testing.assert_allclose(true_strain, -RATE * ru.times(), rtol=1e-5)
     assert true_strain[-1] == pytest.approx(-0.5, rel=1e-5)
-    d = cx.relative_difference(ru.axial_stress(), rp.axial_stress())
+    d = relative_difference(ru.axial_stress(), rp.axial_stress())
     assert d < TOL, f"NLGEOM: UMAT vs *PLASTIC max relative difference {d:.2e}"
     # Cauchy stress = axial force / current area
     inc = ru.increments[-1]

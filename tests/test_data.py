@@ -8,12 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from constitutive import data
+from constitutive import datasets
 from constitutive.cli import main
-from constitutive.data import (FlowCurves, celsius_to_kelvin, dataset_available, exclude_curves,
-                               kelvin_to_celsius, load, load_csv, load_folder, load_named,
-                               parse_columns, parse_heldout)
+from constitutive.csv_reader import load_csv, parse_columns
+from constitutive.datasets import dataset_available, load, load_named
 from constitutive.errors import DataError, NeumatInputError
+from constitutive.flow_curves import FlowCurves, exclude_curves, parse_heldout
+from constitutive.folder_reader import load_folder
+from constitutive.units import celsius_to_kelvin, convert_and_check, kelvin_to_celsius
 
 HEADER = "curve,temperature_C,strain_rate_per_s,true_strain,true_stress_MPa"
 
@@ -64,15 +66,15 @@ def test_bst_by_name_with_replicates():
     counts = np.bincount(fc.curve)
     assert counts.min() >= 134 and counts.max() <= 154
     # without the replicate permission the same file is rejected, naming the second curve
-    path = data.data_root() / "bst_freiberg" / "flow_curves.csv"
+    path = datasets.data_root() / "bst_freiberg" / "flow_curves.csv"
     with pytest.raises(DataError) as ei:
-        load_csv(path, columns=data.NAMED_DATASETS["bst_freiberg"]["columns"])
+        load_csv(path, columns=datasets.NAMED_DATASETS["bst_freiberg"]["columns"])
     assert ei.value.column == "file" and "allow-replicates" in str(ei.value)
 
 
 def test_named_set_missing(monkeypatch, tmp_path):
     monkeypatch.setenv("NEUMAT_DATA", str(tmp_path))
-    assert data.data_root() == tmp_path
+    assert datasets.data_root() == tmp_path
     assert not dataset_available("gleeble_3cr2mo")
     with pytest.raises(NeumatInputError, match="NEUMAT_DATA"):
         load_named("gleeble_3cr2mo")
@@ -332,7 +334,7 @@ def test_folder_curve_file_errors(tmp_path):
 
 def test_unknown_unit_and_parsers():
     with pytest.raises(NeumatInputError, match="unit"):
-        data._convert_and_check("x", {}, [], {}, "R", "MPa", "1/s")
+        convert_and_check("x", {}, [], {}, "R", "MPa", "1/s")
     with pytest.raises(NeumatInputError):
         parse_columns("strain")
     with pytest.raises(NeumatInputError):
@@ -483,7 +485,7 @@ def test_cli_unknown_data(capsys):
 def test_csv_round_trip_with_replicates_and_attribution(tmp_path):
     fc = load("bst_freiberg")
     p = tmp_path / "bst.csv"
-    fc.to_csv(p, attribution=data.NAMED_DATASETS["bst_freiberg"]["attribution"])
+    fc.to_csv(p, attribution=datasets.NAMED_DATASETS["bst_freiberg"]["attribution"])
     text = p.read_text()
     assert "# replicates: true" in text and "MIT licence" in text
     back = load_csv(p)                 # no allow_replicates needed: the file says so

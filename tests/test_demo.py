@@ -57,7 +57,7 @@ def test_demo_report_numbers_come_from_the_run(demo_run):
 
 
 def test_demo_goes_on_after_a_failed_step(tmp_path, monkeypatch):
-    import constitutive.demo as demo
+    import benchmarks.demo as demo
 
     def broken(*a, **k):
         raise RuntimeError("injected failure")

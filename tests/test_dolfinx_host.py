@@ -1,4 +1,4 @@
-"""The DOLFINx host (fem_bridge.dolfinx_host) and the Mandel ↔ Abaqus conversion of
+"""The DOLFINx host (fem_bridge.hosts.dolfinx_compression) and the Mandel ↔ Abaqus conversion of
 fem_bridge.conventions.
 
 The host runs in the Python 3.12 environment .venv-dolfinx (``make dolfinx-env``); these tests,
@@ -21,7 +21,8 @@ from scipy.optimize import brentq
 from export.onnx_export import export_onnx
 from fem_bridge import conventions as cv
 from fem_bridge.backends import load_backend
-from fem_bridge.fe_host import CompressionSetup, run_compression
+from fem_bridge.hosts.compression_setup import CompressionSetup
+from fem_bridge.hosts.skfem_compression import run_compression
 from helpers import random_flownet
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,7 +90,7 @@ def model_path(tmp_path_factory):
 
 
 def _host(out: Path, model, *args, ranks: int = 1, check: bool = True):
-    cmd = [str(DX_BIN / "python"), "-m", "fem_bridge.dolfinx_host", "--model", str(model), "--out", str(out),
+    cmd = [str(DX_BIN / "python"), "-m", "fem_bridge.hosts.dolfinx_compression", "--model", str(model), "--out", str(out),
            "--quiet", *map(str, args)]
     if ranks > 1:
         cmd = [str(DX_BIN / "mpiexec"), "-n", str(ranks)] + cmd

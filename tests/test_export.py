@@ -9,7 +9,8 @@ import onnx
 import pytest
 
 from constitutive.cli import main as cli_main
-from export.onnx_export import EMITTED_OPS, METADATA_KEYS, build_model, export_onnx, read_metadata
+from export.contract import EMITTED_OPS, METADATA_KEYS, read_metadata
+from export.onnx_export import build_model, export_onnx
 from fem_bridge.backends import OnnxBackend
 from helpers import in_box_points, random_flownet
 

@@ -1,7 +1,7 @@
-"""The scikit-fem hot-compression host (fem_bridge.fe_host) driven by the ONNX backend and
+"""The scikit-fem hot-compression host (fem_bridge.hosts.skfem_compression) driven by the ONNX backend and
 fem_bridge.j2.integrate.
 
-Kinematics under test (see the fe_host docstring): incremental small strain on the updated mesh
+Kinematics under test (see the skfem_compression docstring): incremental small strain on the updated mesh
 with the strain increment measured on the mid-increment configuration, so in the frictionless
 (homogeneous) case the axial strain increment is Δh/h_mid and the accumulated strain is ln(h0/h);
 the force is the platen reaction on the end-of-increment mesh; the current area is V/h.
@@ -19,7 +19,10 @@ from constitutive.cli import main
 from export.onnx_export import export_onnx
 from fem_bridge import conventions as cv
 from fem_bridge.backends import load_backend
-from fem_bridge.fe_host import CompressionSetup, _Kinematics, quarter_cylinder_mesh, run_compression
+from fem_bridge.hosts.compression_setup import CompressionSetup
+from fem_bridge.hosts.cylinder_mesh import quarter_cylinder_mesh
+from fem_bridge.hosts.skfem_bbar import BBarKinematics
+from fem_bridge.hosts.skfem_compression import run_compression
 from helpers import random_flownet
 
 SEED = 7   # a random net with positive rate sensitivity (m ≈ 0.04) and mild hardening, as steels are
@@ -49,7 +52,7 @@ def test_model_is_physically_sane(flow):
 
 def test_mesh_geometry():
     m = quarter_cylinder_mesh(5.0, 7.5, 4, 3, 6)
-    kin = _Kinematics(m.p, m.t)
+    kin = BBarKinematics(m.p, m.t)
     exact = np.pi * 25.0 * 7.5 / 4
     assert kin.w.min() > 0
     assert abs(kin.w.sum() / exact - 1) < 0.01          # polygonal arc: 0.7 % smaller
@@ -63,7 +66,7 @@ def test_assembly_matches_scikit_fem_forms():
     from skfem import Basis, BilinearForm, ElementHex1, ElementVector, MeshHex, asm
     from skfem.helpers import sym_grad
     m = quarter_cylinder_mesh(5.0, 7.5, 2, 1, 2)
-    kin = _Kinematics(m.p, m.t, bbar=False)
+    kin = BBarKinematics(m.p, m.t, bbar=False)
     rng = np.random.default_rng(0)
     ne, nq = kin.w.shape
     C = rng.normal(size=(ne * nq, 6, 6))

@@ -103,7 +103,7 @@ def test_flow_nan_and_inf_rows_as_onnxruntime(models, cache):
     """A NaN input gives NaN in its row only (as onnxruntime: Max/Min propagate NaN); ±inf
     inputs are clamped to the box."""
     from fem_bridge.backends import OnnxBackend
-    from fortran_umat.compiled import CompiledBackend
+    from fortran_umat.library_binding import CompiledBackend
     _, path = models["softplus-hybrid-additive"]
     x = np.tile([0.2, 0.1, 1150.0, 1.0], (10, 1))
     for i in range(4):
@@ -121,7 +121,7 @@ def test_flow_nan_and_inf_rows_as_onnxruntime(models, cache):
 def test_batch_kernel_agrees_with_one_point_kernel(models, cache):
     """The blocked batch (32 points a block, partial last block) against the one-point kernel
     the UMAT uses: equal up to the last bits of glibc's vector math (exp, log, pow, tanh)."""
-    from fortran_umat.compiled import CompiledBackend
+    from fortran_umat.library_binding import CompiledBackend
     net, path = models["softplus-hybrid-additive"]
     comp = CompiledBackend(path)
     x = _points(net, 100, seed=9)                   # 102 points: 3 full blocks and a partial one
@@ -133,7 +133,7 @@ def test_batch_kernel_agrees_with_one_point_kernel(models, cache):
 
 
 def test_compiled_backend_rejects_bad_shapes(models, cache):
-    from fortran_umat.compiled import CompiledBackend
+    from fortran_umat.library_binding import CompiledBackend
     comp = CompiledBackend(models["elu-residual"][1])
     with pytest.raises(NeumatInputError, match="expected"):
         comp.evaluate(np.zeros((4, 5)))
@@ -152,7 +152,9 @@ def _graph_model(nodes, inits, f=3, meta=True):
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 9
     if meta:
-        helper.set_model_props(m, {"neumat.feature_names": '["strain", "strain_rate", "temperature"]',
+        # the contract's required keys (export.contract.REQUIRED_KEYS), the format tag included
+        helper.set_model_props(m, {"neumat.format": '"neumat-onnx/1"',
+                                   "neumat.feature_names": '["strain", "strain_rate", "temperature"]',
                                    "neumat.box_lo": "[0.0, 0.001, 1000.0]",
                                    "neumat.box_hi": "[1.0, 10.0, 1200.0]",
                                    "neumat.rate_floor": "0.0001", "neumat.box_policy": '"clamp"'})
@@ -163,7 +165,7 @@ def test_translator_general_ops_match_onnxruntime(tmp_path, cache):
     """Gemm (transB), Transpose, Sigmoid/Relu/LeakyRelu nodes, ReduceSum, Gather, Squeeze,
     Unsqueeze, Clip, Expand, Cast, Split — all against onnxruntime."""
     import onnxruntime as ort
-    from fortran_umat.compiled import CompiledBackend
+    from fortran_umat.library_binding import CompiledBackend
     rng = np.random.default_rng(0)
     W1, b1, W2 = rng.normal(size=(5, 3)), rng.normal(size=5), rng.normal(size=(5, 4))
     n = helper.make_node
@@ -209,7 +211,7 @@ def test_translator_general_ops_match_onnxruntime(tmp_path, cache):
 
 @pytest.mark.parametrize("op", ["Einsum", "LSTM"])
 def test_translator_refuses_unsupported_op(op, tmp_path, cache):
-    from fortran_umat.translate import translate
+    from fortran_umat.flow_module import translate
     node = (helper.make_node("Einsum", ["x", "x"], ["y"], name="my_einsum", equation="ni,ni->ni")
             if op == "Einsum" else helper.make_node("LSTM", ["x3", "w", "r"], ["y"], name="my_lstm", hidden_size=1))
     nodes = [helper.make_node("Unsqueeze", ["x", "ax"], ["x3"]), node] if op == "LSTM" else [node]
@@ -224,7 +226,7 @@ def test_translator_refuses_unsupported_op(op, tmp_path, cache):
 
 
 def test_translator_rejects_non_onnx_and_missing_metadata(tmp_path, cache):
-    from fortran_umat.translate import translate
+    from fortran_umat.flow_module import translate
     bad = tmp_path / "bad.onnx"
     bad.write_text("this is not onnx")
     with pytest.raises(NeumatInputError, match="not an ONNX model"):
@@ -334,7 +336,7 @@ def test_umat_matches_python_umat(name, temp_mode, rate_floor, models, cache):
     from fem_bridge.backends import OnnxBackend
     from fem_bridge.umat import UmatMaterial
     from fortran_umat.build import build_umat
-    from fortran_umat.compiled import CompiledUmat
+    from fortran_umat.library_binding import CompiledUmat
     from fortran_umat.verify import unload_increment
     net, path = models[name]
     props = [E_MPA, NU, temp_mode, rate_floor] + [1.0] * (net.n_features - 3)
@@ -373,7 +375,7 @@ def test_umat_matches_python_umat(name, temp_mode, rate_floor, models, cache):
 def test_umat_temperature_conventions_agree(models, cache):
     """The same temperature history given the Abaqus way and the CalculiX way: same results."""
     from fortran_umat.build import build_umat
-    from fortran_umat.compiled import CompiledUmat
+    from fortran_umat.library_binding import CompiledUmat
     _, path = models["elu-residual"]
     lib = build_umat(path).library
     abq, ccx = CompiledUmat(lib, [E_MPA, NU, 0, 0.0]), CompiledUmat(lib, [E_MPA, NU, 1, 0.0])
@@ -396,7 +398,7 @@ def test_umat_bad_input_cuts_step(case, models, cache):
     from fem_bridge.backends import OnnxBackend
     from fem_bridge.umat import UmatMaterial
     from fortran_umat.build import build_umat
-    from fortran_umat.compiled import CompiledUmat
+    from fortran_umat.library_binding import CompiledUmat
     _, path = models["tanh-plain-1extra"]
     props = np.array([E_MPA, NU, 1, 0.0, 1.0])
     s0 = np.array([-80.0, 10.0, 10.0, 5.0, 0.0, 0.0])
@@ -439,7 +441,7 @@ def test_umat_bad_input_cuts_step(case, models, cache):
 def test_umat_forced_nonconvergence_cuts_step(models, cache):
     """MAX_ITER = 1 (a build-time test hook): every plastic step fails to converge."""
     from fortran_umat.build import build_umat
-    from fortran_umat.compiled import CompiledUmat
+    from fortran_umat.library_binding import CompiledUmat
     _, path = models["elu-residual"]
     res = build_umat(path, max_iter=1)
     assert res.library != build_umat(path).library

@@ -10,7 +10,8 @@ import math
 
 import pytest
 
-from benchmarks.latency import ARRHENIUS_MODEL, PATHS, QUICK_N
+from benchmarks.latency_measure import QUICK_N
+from benchmarks.latency_paths import ARRHENIUS_MODEL, PATHS
 from constitutive.cli import main
 
 EXPECTED_MODELS = {"residual_elu", "sigmoid_3_15_7_1"}
@@ -112,7 +113,7 @@ def test_goals_and_profiles_present(quick_result):
 
 
 def test_readme_section_renders(quick_result, tmp_path):
-    from benchmarks.latency import readme_section, write_readme
+    from benchmarks.latency_report import readme_section, write_readme
     _, _, doc = quick_result
     readme = tmp_path / "README.md"
     readme.write_text("# x\n<!-- latency:start -->\nold\n<!-- latency:end -->\ntail\n")

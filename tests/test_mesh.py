@@ -202,7 +202,7 @@ def test_streaming_vtu_writer_round_trips(tmp_path):
     mixed cell blocks, int and float fields, per-quadrature-point tensors (stored flattened)."""
     from pathlib import Path
 
-    from fem_bridge.mesh import write_vtu_raw
+    from fem_bridge.mesh_io import write_vtu_raw
     base = _hexes(2)
     rng = np.random.default_rng(3)
     mesh = meshio.Mesh(base.points, [base.cells[0], ("vertex", np.arange(5).reshape(-1, 1))],

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from constitutive.data import FlowCurves
+from constitutive.flow_curves import FlowCurves
 from constitutive.metrics import mare_pct, per_curve_scores, r2, rmse_mpa, scores
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from constitutive.augment import flag_outliers, smote
-from constitutive.data import FlowCurves
+from constitutive.flow_curves import FlowCurves
 from constitutive.errors import NeumatInputError
 from constitutive.flownet import ACTIVATIONS, FlowNet
 from constitutive.network import ResidualMLP, init_network, parse_spec

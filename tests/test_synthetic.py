@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from constitutive.data import load
+from constitutive.datasets import load
 from constitutive.synthetic import (DZ411_TEST_CONDITIONS, MAX_STRAIN, design, flow_law,
                                     generate_dz411, oscillation_period, split_dz411)
 

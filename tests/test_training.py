@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from constitutive.data import FlowCurves
 from constitutive.errors import NeumatInputError
+from constitutive.flow_curves import FlowCurves
 from constitutive.flownet import FlowNet
 from constitutive.laws import arrhenius_stress
 from constitutive.training import TrainConfig, TrainedModel, choose_validation_curves, fit, score_model
@@ -163,7 +163,7 @@ def test_cv_and_search(tmp_path):
 
 
 def test_benchmark_accuracy_quick(tmp_path):
-    from constitutive.data import dataset_available
+    from constitutive.datasets import dataset_available
     if not dataset_available("gleeble_3cr2mo"):
         pytest.skip("shared data set gleeble_3cr2mo not present")
     out = tmp_path / "acc.json"

@@ -1,16 +1,15 @@
 !@@SPEC
 ! ---------------------------------------------------------------------------------------------
 ! J2 return mapping with the neural flow stress, and the Abaqus/CalculiX UMAT entry point.
-! Same algorithm, PROPS and STATEV layout as the Python bridge (fem_bridge.conventions, j2).
-!
-! PROPS  1 E (MPa)   2 nu   3 temperature convention: 0 Abaqus (T_end = TEMP + DTEMP),
-!        1 CalculiX (T_end = TEMP, DTEMP ignored)   4 strain-rate floor (1/s), <= 0: the model's
-!        5 ... the model's extra features in its order (@@EXTRAS@@)
-! STATEV 1 p   2-7 plastic strain (11,22,33,12,13,23, engineering shear)   8 pdot (1/s)
-!        9 number of converged flow-stress evaluations with an input outside the training box
+! Same algorithm, PROPS and STATEV layout as the Python bridge (fem_bridge.conventions, j2):
+! the positions below and the NM_PROP_* / NM_SV_* constants are filled in from conventions.
+! Extra features: @@EXTRAS@@. Plastic strain: the 6 STATEV from NM_SV_EPS_P, Voigt order, engineering shear.
+!@@LAYOUT@@
 ! Units: MPa, 1/s, degC, s.   Voigt order 11, 22, 33, 12, 13, 23; engineering shear strain.
 ! ---------------------------------------------------------------------------------------------
   public :: nm_j2_update, NM_NSTATV, NM_NPROPS, NM_OK, NM_STEP_CUT, NM_BAD_INPUT, NM_PNEWDT_CUT
+  public :: NM_PROP_E, NM_PROP_NU, NM_PROP_TEMP_MODE, NM_PROP_RATE_FLOOR
+  public :: NM_SV_P, NM_SV_EPS_P, NM_SV_PDOT, NM_SV_NOUT
 
   integer, parameter :: NM_NSTATV = @@NSTATV@@
   integer, parameter :: NM_NPROPS = @@NFIXED@@ + NM_NEXTRA
@@ -19,6 +18,10 @@
   integer, parameter :: NM_MAX_ITER = @@MAX_ITER@@
   real(c_double), parameter :: NM_PNEWDT_CUT = @@PNEWDT_CUT@@
   integer, parameter :: NM_TEMP_MODE_CALCULIX = @@TEMP_MODE_CALCULIX@@
+  ! PROPS and STATEV positions (1-based); NM_SV_EPS_P is the first of the 6 plastic strains
+  integer, parameter :: NM_PROP_E = @@PROP_E@@, NM_PROP_NU = @@PROP_NU@@
+  integer, parameter :: NM_PROP_TEMP_MODE = @@PROP_TEMP_MODE@@, NM_PROP_RATE_FLOOR = @@PROP_RATE_FLOOR@@
+  integer, parameter :: NM_SV_P = @@SV_P@@, NM_SV_EPS_P = @@SV_EPS_P@@, NM_SV_PDOT = @@SV_PDOT@@, NM_SV_NOUT = @@SV_NOUT@@
 !@@CONTAINS
 
   pure subroutine nm_elastic(E, nu, c)
@@ -68,8 +71,8 @@
 
     niter = 0
     status = NM_OK
-    E = props(1)
-    nu = props(2)
+    E = props(NM_PROP_E)
+    nu = props(NM_PROP_NU)
     extras = props(@@NFIXED@@ + 1:)
     ! ---- input checks: nothing is changed, an elastic (finite) tangent is returned
     if (.not. (all(ieee_is_finite(props)) .and. E > 0.0d0 .and. nu > -1.0d0 .and. nu < 0.5d0)) then
@@ -84,16 +87,16 @@
       status = NM_BAD_INPUT
       return
     end if
-    if (props(3) == real(NM_TEMP_MODE_CALCULIX, c_double)) then
+    if (props(NM_PROP_TEMP_MODE) == real(NM_TEMP_MODE_CALCULIX, c_double)) then
       tend = temp
     else
       tend = temp + dtemp
     end if
-    floor = props(4)
+    floor = props(NM_PROP_RATE_FLOOR)
     if (.not. floor > 0.0d0) floor = NM_RATE_FLOOR
     g = E / (2.0d0 * (1.0d0 + nu))
     k = E / (3.0d0 * (1.0d0 - 2.0d0 * nu))
-    pn = statev(1)
+    pn = statev(NM_SV_P)
 
     ! ---- elastic trial
     str = stress + matmul(ddsdde, dstran)
@@ -109,7 +112,7 @@
     end if
     if (.not. q > sy) then
       stress = str
-      statev(8) = 0.0d0
+      statev(NM_SV_PDOT) = 0.0d0
       return
     end if
 
@@ -152,11 +155,12 @@
     snew(1:3) = mean + theta * s(1:3)
     snew(4:6) = theta * s(4:6)
     svnew = statev
-    svnew(1) = pn + dp
-    svnew(2:4) = statev(2:4) + (1.5d0 * dp / q) * s(1:3)
-    svnew(5:7) = statev(5:7) + (1.5d0 * dp / q) * s(4:6) * 2.0d0     ! engineering shear
-    svnew(8) = dp / dtime
-    if (nm_out_of_box(x)) svnew(9) = statev(9) + 1.0d0
+    svnew(NM_SV_P) = pn + dp
+    svnew(NM_SV_EPS_P:NM_SV_EPS_P + 2) = statev(NM_SV_EPS_P:NM_SV_EPS_P + 2) + (1.5d0 * dp / q) * s(1:3)
+    svnew(NM_SV_EPS_P + 3:NM_SV_EPS_P + 5) = statev(NM_SV_EPS_P + 3:NM_SV_EPS_P + 5) &
+                                           + (1.5d0 * dp / q) * s(4:6) * 2.0d0     ! engineering shear
+    svnew(NM_SV_PDOT) = dp / dtime
+    if (nm_out_of_box(x)) svnew(NM_SV_NOUT) = statev(NM_SV_NOUT) + 1.0d0
     thetab = 1.0d0 / (1.0d0 + h / (3.0d0 * g)) - (1.0d0 - theta)
     do j = 1, 6
       do i = 1, 6
@@ -234,13 +238,13 @@ subroutine umat(stress, statev, ddsdde, sse, spd, scd, rpl, ddsddt, drplde, drpl
   ddsdde = c
   if (status == NM_OK) then
     ! SPD += sigma_eq * dp (plastic dissipation), SSE = 1/2 sigma : C^-1 : sigma (MPa = MJ/m^3)
-    dp = sv(1) - statev(1)
+    dp = sv(NM_SV_P) - statev(NM_SV_P)
     mean = (st(1) + st(2) + st(3)) / 3.0d0
     seq = sqrt(1.5d0 * ((st(1) - mean)**2 + (st(2) - mean)**2 + (st(3) - mean)**2 &
                         + 2.0d0 * (st(4)**2 + st(5)**2 + st(6)**2)))
     spd = spd + seq * dp
-    e = props(1)
-    nu = props(2)
+    e = props(NM_PROP_E)
+    nu = props(NM_PROP_NU)
     sse = 0.5d0 / e * (st(1)**2 + st(2)**2 + st(3)**2 + 2.0d0 * (1.0d0 + nu) * (st(4)**2 + st(5)**2 + st(6)**2) &
                        - 2.0d0 * nu * (st(1) * st(2) + st(2) * st(3) + st(1) * st(3)))
     stress = st

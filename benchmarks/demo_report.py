@@ -9,7 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import FlowCurves
+from constitutive.flow_curves import FlowCurves
+
+from . import demo
+from .demo_latency_table import markdown as latency_markdown
 
 
 def _read_json(path: Path):
@@ -78,8 +81,6 @@ def _compression(out: Path) -> list[str]:
 
 
 def write_report(out: Path, results: dict, train: FlowCurves, test: FlowCurves) -> Path:
-    from benchmarks.model_latency import markdown as latency_markdown
-    from . import demo
     syn = results["synthetic"]
     tag = " (SYNTHETIC data)" if syn else ""
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

@@ -1,7 +1,7 @@
 """Baseline benchmark on gleeble_3cr2mo: the three protocols of the reference study, our
 Arrhenius / Hensel–Spittel / Johnson–Cook fits beside the published errors.
 
-    .venv/bin/python -m benchmarks.baselines [--out benchmarks/results/baselines.json] [--readme]
+    .venv/bin/python -m benchmarks.classical_laws [--out benchmarks/results/baselines.json] [--readme]
 
 Writes ``{"full": ..., "interp": ..., "extrap": ...}`` (each the dict of
 ``constitutive.baselines.evaluate_protocol``) plus ``machine``/``generated_by``/``notes`` and an
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 import os
 import platform
 import subprocess
@@ -24,11 +23,15 @@ import numpy as np
 import scipy
 
 from constitutive.baselines import evaluate_protocol
-from constitutive.data import load
+from constitutive.datasets import load
+from constitutive.errors import NeumatInputError
+from constitutive.jsonio import write_json
+
+from .readme_sections import BENCHMARKS_README, write_section
 
 DATASET = "gleeble_3cr2mo"
 HERE = Path(__file__).resolve().parent
-COMMAND = ".venv/bin/python -m benchmarks.baselines --readme"
+COMMAND = ".venv/bin/python -m benchmarks.classical_laws --readme"
 PROTOCOL_RATE = {"full": None, "interp": 1.0, "extrap": 5.0}
 MODELS = ("arrhenius", "hensel_spittel", "johnson_cook")
 LABEL = {"arrhenius": "Arrhenius (m = 9)", "hensel_spittel": "Hensel–Spittel", "johnson_cook": "Johnson–Cook"}
@@ -231,12 +234,11 @@ def markdown(res: dict) -> str:
 
 
 def update_readme(path: Path, section: str) -> None:
-    text = path.read_text()
-    start, end = "<!-- baselines:start -->", "<!-- baselines:end -->"
-    i, j = text.find(start), text.find(end)
-    if i < 0 or j < i:
-        raise SystemExit(f"{path}: markers {start} … {end} not found")
-    path.write_text(text[:i + len(start)] + "\n" + section + "\n" + text[j:])
+    """Put ``section`` in the baselines section of ``path`` (exits with a message without its markers)."""
+    try:
+        write_section("baselines", section, path)
+    except NeumatInputError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -245,15 +247,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--readme", action="store_true", help="rewrite the baselines section of benchmarks/README.md")
     args = ap.parse_args(argv)
     res = run_all()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=1) + "\n")
+    out = write_json(args.out, res)
     section = markdown(res)
     print(section)
     print(f"\nwritten: {out}")
     if args.readme:
-        update_readme(HERE / "README.md", section)
-        print(f"updated: {HERE / 'README.md'}")
+        update_readme(BENCHMARKS_README, section)
+        print(f"updated: {BENCHMARKS_README}")
     return 0
 
 

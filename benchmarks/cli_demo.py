@@ -24,10 +24,20 @@ import argparse
 import shlex
 import sys
 import time
+import traceback
 from pathlib import Path
 
-from .cli_common import add_data_arguments, load_from_args
-from .errors import NeumatInputError
+from constitutive.cli import main
+from constitutive.cli_common import add_data_arguments, load_from_args
+from constitutive.errors import NeumatInputError
+from constitutive.flow_curves import parse_heldout
+from constitutive.synthetic import DZ411_TEST_CONDITIONS
+from fortran_umat.ccx_run import CcxNotBuilt, ccx_binary
+
+from . import demo
+from .demo_report import write_report
+from .machine import machine_info
+from .demo_latency_table import measure
 
 EXAMPLES = """examples:
   neumat demo                                   # embedded SYNTHETIC DZ411 campaign → runs/demo/report.md
@@ -73,7 +83,6 @@ def _heldout(args, curves) -> str:
     if args.heldout:
         return args.heldout
     if curves.source == "synthetic_dz411":
-        from .synthetic import DZ411_TEST_CONDITIONS
         return ",".join(":".join(f"{v:g}" for v in c) for c in DZ411_TEST_CONDITIONS)
     raise NeumatInputError(f"--data {args.data}: give the held-out conditions with --heldout \"T:rate[:extra],...\" "
                            f"(°C, 1/s; whole curves, never used in any fit), e.g. --heldout "
@@ -90,7 +99,7 @@ class _Run:
     """Runs steps, times them, keeps going after a failure, remembers what ran."""
 
     def __init__(self, total: int, progress: bool):
-        from tqdm.auto import tqdm
+        from tqdm.auto import tqdm  # optional: tqdm comes with the train extra
         self.log: list[dict] = []
         self.status = 0
         self.bar = tqdm(total=total, desc="neumat demo", unit="step", disable=not progress, position=0,
@@ -112,7 +121,6 @@ class _Run:
                 print(f"neumat demo: step '{name}': {exc}", file=sys.stderr)
             except Exception as exc:                     # a failed step is reported; the others go on
                 rc, note = 1, f"{type(exc).__name__}: {exc}"
-                import traceback
                 traceback.print_exc()
             entry.update(rc=rc, seconds=time.perf_counter() - t0, note=note)
             if rc and not self.status:
@@ -132,9 +140,7 @@ class _Run:
 
 
 def run(args) -> int:
-    from . import demo
-    from .cli import main
-    from .training import TrainConfig
+    from constitutive.training import TrainConfig  # optional: torch (train extra)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -142,7 +148,6 @@ def run(args) -> int:
     progress = sys.stderr.isatty()
     curves = load_from_args(args)                   # bad data: one clear error before any step runs
     heldout = _heldout(args, curves)
-    from .data import parse_heldout
     train, test = curves.split_heldout(parse_heldout(heldout))
     data = _data_argv(args)
     quick = ["--quick"] if args.quick else []
@@ -169,7 +174,7 @@ def run(args) -> int:
                               "--spec", demo.plain_spec(cfg.spec), "--no-plots", "--out", str(plain_dir), *quick]))
 
     def compare():
-        from .training import TrainedModel
+        from constitutive.training import TrainedModel  # optional: torch (train extra)
         network = TrainedModel.load(net_dir)
         results["comparison"] = demo.comparison(train, test, network, TrainedModel.load(plain_dir))
         print(demo.comparison_markdown(results["comparison"]))
@@ -209,7 +214,6 @@ def run(args) -> int:
                              "--increments", "10" if args.quick else "20", "--out", str(out / "simulate")]),
            needs=("export",))
 
-    from fortran_umat.ccx import CcxNotBuilt, ccx_binary
     try:
         ccx_binary()
         r.step("ccx", *cli(["ccx", "--model", str(onnx), "--temperature", f"{temp:g}", "--strain-rate", f"{rate:g}",
@@ -219,7 +223,6 @@ def run(args) -> int:
         r.skip("ccx", f"CalculiX is not available here ({exc}); `make ccx` builds it")
 
     def latency():
-        from benchmarks.model_latency import measure
         results["latency"] = measure(net_dir / "model.json", onnx, out / "latency", quick=args.quick)
         return 0, None
     if args.no_latency:
@@ -234,11 +237,9 @@ def run(args) -> int:
     r.bar.close()
     results["steps"] = r.log
     results["seconds"] = time.perf_counter() - t_start
-    from benchmarks.latency import machine_info
     m = machine_info()
     results["machine"] = f"{m['cpu_model']}, {m['usable_cores']} cores, Python {m['python']}"
     demo.write_json(out / "results.json", results)
-    from .demo_report import write_report
     report = write_report(out, results, train, test)
     _summary(out, report, r.log, results["seconds"])
     return r.status

@@ -7,14 +7,17 @@ Units: °C, 1/s, MPa, true strain.
 """
 from __future__ import annotations
 
-import json
+import csv
 from pathlib import Path
 
+import meshio
 import numpy as np
 
-from .baselines import without_zero_strain
-from .data import FlowCurves
-from .metrics import scores
+from constitutive import jsonio
+from constitutive.baselines import Arrhenius, without_zero_strain
+from constitutive.flow_curves import FlowCurves
+from constitutive.metrics import scores
+from fem_bridge.backends import OnnxBackend
 
 # method.md's first result column: high temperature, axial direction, strain below 0.21
 HIGH_T_C, LOW_STRAIN_MAX = 950.0, 0.21
@@ -41,7 +44,6 @@ def comparison(train: FlowCurves, test: FlowCurves, network, plain, order: int =
     curves (as the method does; all training curves when that regime has fewer than 6),
     the plain MLP, our network (``TrainedModel``s). MAPE over the whole held-out range and, for DZ411-like data,
     over the high-T axial held-out curves at strain < 0.21."""
-    from .baselines import Arrhenius
     te = without_zero_strain(test)
     regime = _high_t_axial(train)
     fit_on = train.subset(regime) if len(regime) >= 6 else train
@@ -81,8 +83,8 @@ def learning_curve(train: FlowCurves, test: FlowCurves, config, sizes: list[int]
                    progress: bool = False) -> list[dict]:
     """Test MARE of the network trained on nested random subsets of the training curves (the
     subset of size n contains the one of each smaller size); same configuration and seed."""
-    from tqdm.auto import tqdm
-    from .training import fit
+    from tqdm.auto import tqdm  # optional: tqdm comes with the train extra
+    from constitutive.training import fit  # optional: torch (train extra)
     order = np.random.default_rng(seed).permutation(train.n_curves)
     te = without_zero_strain(test)
     out = []
@@ -102,7 +104,6 @@ def demo_mesh(path: Path, temperature: tuple[float, float], rate: tuple[float, f
     """A 10 × 10 × 15 mm block of hexahedra with point fields to evaluate on: temperature (°C)
     varying linearly in x over the range, strain rate (1/s) log-linearly in y, equivalent plastic
     strain 0…0.5 in z."""
-    import meshio
     g = np.linspace(0.0, 1.0, n + 1)
     x, y, z = np.meshgrid(g, g, g, indexing="ij")
     pts = np.column_stack([10 * x.ravel(), 10 * y.ravel(), 15 * z.ravel()])
@@ -119,7 +120,6 @@ def demo_mesh(path: Path, temperature: tuple[float, float], rate: tuple[float, f
 
 
 def mesh_summary(path: Path) -> dict:
-    import meshio
     m = meshio.read(path)
     s = np.asarray(m.point_data["flow_stress_MPa"])
     return {"points": int(len(m.points)), "cells": int(sum(len(b.data) for b in m.cells)),
@@ -130,9 +130,9 @@ def mesh_summary(path: Path) -> dict:
 
 # ---- figures ---------------------------------------------------------------------------------
 def _plt():
-    import matplotlib
+    import matplotlib  # optional: matplotlib (train extra)
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # optional: matplotlib (train extra)
     return plt
 
 
@@ -198,8 +198,6 @@ def plot_compression(out: Path, network_onnx: Path, temperature: float, rate: fl
                      path: Path) -> Path | None:
     """True stress vs true strain of the FE host and CalculiX (when present) with the network's
     flow curve σ(ε, ε̇, T) at the test condition."""
-    import csv
-    from fem_bridge.backends import OnnxBackend
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4.2))
     drawn = False
@@ -229,6 +227,4 @@ def plot_compression(out: Path, network_onnx: Path, temperature: float, rate: fl
 
 
 def write_json(path: Path, obj) -> Path:
-    from .training import _jsonable
-    path.write_text(json.dumps(_jsonable(obj), indent=1) + "\n")
-    return path
+    return jsonio.write_json(path, obj)

@@ -1,9 +1,12 @@
-"""The generated Fortran, loaded with ctypes: a flow-stress backend for the Python bridge and a
-one-point UMAT caller (used by the tests to compare the Fortran UMAT with the Python one).
+"""The compiled UMAT library (lib<NAME>.so) bound to Python with ctypes: a flow-stress backend for
+the Python bridge and a one-point UMAT caller (used by the tests to compare the Fortran UMAT with
+the Python one).
 
 ``CompiledBackend(onnx_path)`` builds (or reuses from the cache) the library of
 :func:`fortran_umat.build.build_umat` and evaluates through ``neumat_flow_batch``; its
-metadata (feature names, box, rate floor, policy) comes from the ONNX file itself.
+metadata (feature names, box, rate floor, policy) comes from the ONNX file itself. It is the
+``compiled`` backend kind of ``fem_bridge.backends.load_backend``, registered as the
+``neumat.backends`` entry point ``fortran_umat.library_binding:CompiledBackend``.
 """
 from __future__ import annotations
 
@@ -15,17 +18,19 @@ import numpy as np
 
 from constitutive.errors import NeumatInputError
 from fem_bridge import conventions as cv
+from fem_bridge.backends import FlowStressBackend
 
 from .build import BuildResult, build_umat
 
-from fem_bridge.backends import FlowStressBackend
 
 class CompiledBackend(FlowStressBackend):
     """Flow stress σ(x) and dσ/dx from the gfortran-compiled translation of the ONNX graph."""
 
     kind = "compiled"
 
-    def __init__(self, onnx_path, build: BuildResult | None = None):
+    def __init__(self, onnx_path, build: BuildResult | None = None, threads: int = 1):
+        """``build``: a ready ``BuildResult`` (default: build or reuse the cached one);
+        ``threads`` is accepted for the common backend signature (the kernel runs on the caller's thread)."""
         self.path = Path(onnx_path)
         self.build = build or build_umat(self.path)
         info = self.build.info
