@@ -30,6 +30,7 @@ from pathlib import Path
 from constitutive.cli import main
 from constitutive.cli_common import add_data_arguments, load_from_args
 from constitutive.errors import NeumatInputError
+from constitutive.jsonio import write_json
 from constitutive.flow_curves import parse_heldout
 from constitutive.synthetic import DZ411_TEST_CONDITIONS
 from fortran_umat.ccx_run import CcxNotBuilt, ccx_binary
@@ -239,7 +240,7 @@ def run(args) -> int:
     results["seconds"] = time.perf_counter() - t_start
     m = machine_info()
     results["machine"] = f"{m['cpu_model']}, {m['usable_cores']} cores, Python {m['python']}"
-    demo.write_json(out / "results.json", results)
+    write_json(out / "results.json", results)
     report = write_report(out, results, train, test)
     _summary(out, report, r.log, results["seconds"])
     return r.status

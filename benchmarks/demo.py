@@ -13,7 +13,6 @@ from pathlib import Path
 import meshio
 import numpy as np
 
-from constitutive import jsonio
 from constitutive.baselines import Arrhenius, without_zero_strain
 from constitutive.flow_curves import FlowCurves
 from constitutive.metrics import scores
@@ -224,7 +223,3 @@ def plot_compression(out: Path, network_onnx: Path, temperature: float, rate: fl
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
-
-
-def write_json(path: Path, obj) -> Path:
-    return jsonio.write_json(path, obj)
