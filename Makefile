@@ -4,7 +4,8 @@
 VENV     := .venv
 PY       := $(VENV)/bin/python
 STAMP    := $(VENV)/.neumat-installed
-APT_PKGS := gfortran libarpack2-dev libspooles-dev liblapack-dev dpkg-dev
+# the last five: the shared libraries the gmsh wheel links (neumat casting; no display is needed)
+APT_PKGS := gfortran libarpack2-dev libspooles-dev liblapack-dev dpkg-dev libglu1-mesa libgl1 libxcursor1 libxft2 libxinerama1
 DEMO_OUT ?= runs/demo
 
 .PHONY: setup system-deps ccx dolfinx-env demo test bench accuracy clean
@@ -20,7 +21,7 @@ $(PY):
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[train,fem,test,dask]'
+	$(PY) -m pip install -q -e '.[train,fem,test,dask,casting]'
 	touch $(STAMP)
 
 # CalculiX 2.20 with run-time UMAT loading, built once per machine into ~/.cache/neumat.

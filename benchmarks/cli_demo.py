@@ -13,7 +13,9 @@
  9. mesh        the model on every point of a VTU mesh (meshio);
 10. simulate    scikit-fem hot compression of a Gleeble cylinder driven by the bridge;
 11. ccx         the UMAT inside CalculiX (when the ccx build of ``make ccx`` is present);
-12. latency     per-call and per-point cost of the evaluation paths of this model.
+12. latency     per-call and per-point cost of the evaluation paths of this model;
+13. casting     a blade-like casting cooled from near-solidus to room temperature in CalculiX with
+                the UMAT, against ccx's *PLASTIC (when ccx is built; ``benchmarks/demo_casting.py``).
 
 A failing step is recorded in the report and the demo goes on with the steps that do not
 depend on it; the exit code is that of the first failure.
@@ -31,11 +33,12 @@ from constitutive.cli import main
 from constitutive.cli_common import add_data_arguments, load_from_args
 from constitutive.errors import NeumatInputError
 from constitutive.jsonio import write_json
-from constitutive.flow_curves import parse_heldout
+from constitutive.flow_curves import check_fit_conditions, parse_heldout
 from constitutive.synthetic import DZ411_TEST_CONDITIONS
 from fortran_umat.ccx_run import CcxNotBuilt, ccx_binary
 
 from . import demo
+from .demo_casting import casting_argv
 from .demo_report import write_report
 from .machine import machine_info
 from .demo_latency_table import measure
@@ -72,7 +75,7 @@ def register(sub) -> None:
 def _data_argv(args) -> list[str]:
     argv = ["--data", args.data]
     for flag, value, default in (("--columns", args.columns, None), ("--extras", args.extras, ""),
-                                 ("--temperature-unit", args.temperature_unit, "C"),
+                                 ("--temperature-unit", args.temperature_unit, None),
                                  ("--stress-unit", args.stress_unit, "MPa"),
                                  ("--strain-rate-unit", args.strain_rate_unit, "1/s")):
         if value not in (None, default):
@@ -150,6 +153,7 @@ def run(args) -> int:
     curves = load_from_args(args)                   # bad data: one clear error before any step runs
     heldout = _heldout(args, curves)
     train, test = curves.split_heldout(parse_heldout(heldout))
+    check_fit_conditions(train)
     data = _data_argv(args)
     quick = ["--quick"] if args.quick else []
     onnx, net_dir, plain_dir = out / "model.onnx", out / "network", out / "plain_mlp"
@@ -164,15 +168,17 @@ def run(args) -> int:
             return main(argv), None
         return go, "neumat " + shlex.join(argv)
 
-    r = _Run(total=13, progress=progress)
+    r = _Run(total=14, progress=progress)
     plot_args = (["--write-csv", str(out / "data.csv")] if curves.synthetic else [])
     r.step("data", *cli(["data", *data, "--plot", str(out / "data.png"), *plot_args]))
     r.step("baselines", *cli(["baselines", *data, "--protocol", "full", "--heldout", heldout,
                               "--json", str(out / "baselines.json")]))
+    # --force: a rerun of the demo into the same --out replaces the previous run's models
     r.step("train", *cli(["train", *data, "--heldout", heldout, "--seed", str(args.seed), "--out", str(net_dir),
-                          *quick]))
+                          "--force", *quick]))
     r.step("plain MLP", *cli(["train", *data, "--heldout", heldout, "--seed", str(args.seed), "--no-transfer",
-                              "--spec", demo.plain_spec(cfg.spec), "--no-plots", "--out", str(plain_dir), *quick]))
+                              "--spec", demo.plain_spec(cfg.spec), "--no-plots", "--out", str(plain_dir),
+                              "--force", *quick]))
 
     def compare():
         from constitutive.training import TrainedModel  # optional: torch (train extra)
@@ -220,8 +226,10 @@ def run(args) -> int:
         r.step("ccx", *cli(["ccx", "--model", str(onnx), "--temperature", f"{temp:g}", "--strain-rate", f"{rate:g}",
                             "--extras", *[f"{v:g}" for v in extras], "--compare-plastic", "--compare-bridge",
                             "--out", str(out / "ccx")]), needs=("umat",))
+        r.step("casting", *cli(casting_argv(onnx, out, extras, quick=args.quick)), needs=("umat",))
     except CcxNotBuilt as exc:
         r.skip("ccx", f"CalculiX is not available here ({exc}); `make ccx` builds it")
+        r.skip("casting", "CalculiX is not available here; `make ccx` builds it")
 
     def latency():
         results["latency"] = measure(net_dir / "model.json", onnx, out / "latency", quick=args.quick)

@@ -12,6 +12,7 @@ import numpy as np
 from constitutive.flow_curves import FlowCurves
 
 from . import demo
+from .demo_casting import casting_markdown
 from .demo_latency_table import markdown as latency_markdown
 
 
@@ -49,6 +50,30 @@ def _baselines(out: Path) -> list[str]:
     return lines + [""]
 
 
+def _admissibility(out: Path) -> list[str]:
+    """Shares of the training box (and of a 10 % margin) where σ falls with strain rate or rises
+    with temperature, the largest hardening slope against E, and the σ maps (``neumat train``
+    writes them into network/metrics.json and network/admissibility.png)."""
+    m = _read_json(out / "network" / "metrics.json") or {}
+    a = m.get("admissibility")
+    if not a:
+        return ["*(admissibility: not in this run's network/metrics.json)*", ""]
+    b, g = a["box"], a["margin"]
+    lines = ["| region | ∂σ/∂ε̇ < 0 | ∂σ/∂T > 0 | grid points |", "| --- | --- | --- | --- |",
+             f"| training box | {100 * b['share_rate_negative']:.1f} % | {100 * b['share_temperature_positive']:.1f} % "
+             f"| {b['n_points']} |",
+             f"| {100 * a['margin_fraction']:.0f} % margin around it | {100 * g['share_rate_negative']:.1f} % | "
+             f"{100 * g['share_temperature_positive']:.1f} % | {g['n_points']} |", "",
+             f"Largest |∂σ/∂ε| in the box: {a['max_dsigma_dstrain_mpa']:.4g} MPa = {a['max_slope_over_young']:.3g} × E "
+             f"(E = {a['young_modulus_mpa']:.3g} MPa). "
+             + ("**Violations inside the training box** (see the `neumat train` warnings)." if a["violated_in_box"]
+                else "No sign violation inside the training box.")
+             + (" Violations in the margin." if a["violated_in_margin"] else ""), "",
+             "σ over (T, log ε̇) at strains 0.1, 0.3, 0.5 with the measured conditions marked, and σ against T and "
+             "against ε̇ beside the Arrhenius law fitted on the same curves:", ""]
+    return lines + _img(out, "network/admissibility.png", "admissibility maps")
+
+
 def _compression(out: Path) -> list[str]:
     lines = []
     fd = out / "simulate" / "force_displacement.csv"
@@ -80,6 +105,27 @@ def _compression(out: Path) -> list[str]:
     return lines + ([""] if lines else [])
 
 
+def is_dz411_campaign(train: FlowCurves, results: dict) -> bool:
+    """The report's sentences about the DZ411 design (three temperature regimes, the
+    regime-wise Arrhenius fit of the method) hold for the embedded SYNTHETIC campaign only."""
+    return bool(results.get("synthetic")) and train.source == "synthetic_dz411"
+
+
+def baselines_text(train: FlowCurves, results: dict) -> str:
+    text = ("Each law fitted on all training curves (Arrhenius: strain-compensated, order 9, on smoothed "
+            "curves).")
+    if train.extras:
+        text += f" The laws ignore the extra inputs ({', '.join(train.extras)})."
+    if is_dz411_campaign(train, results):
+        text += (" One Arrhenius fit cannot span the campaign's room, intermediate and high temperatures at "
+                 "once; section 3 fits it regime-wise, as the method does.")
+    comp = results.get("comparison") or {}
+    arr = next((r for r in comp.get("rows", []) if r["model"].startswith("Arrhenius")), None)
+    if arr and not is_dz411_campaign(train, results):
+        text += f" Section 3 uses the Arrhenius law fitted on {arr['trained_on']}."
+    return text + "\n"
+
+
 def write_report(out: Path, results: dict, train: FlowCurves, test: FlowCurves) -> Path:
     syn = results["synthetic"]
     tag = " (SYNTHETIC data)" if syn else ""
@@ -96,10 +142,7 @@ def write_report(out: Path, results: dict, train: FlowCurves, test: FlowCurves) 
           + "; ".join(test.condition_label(c) for c in range(test.n_curves)) + ".", ""]
     L += _img(out, "data.png", "the campaign")
 
-    L += ["## 2. Phenomenological baselines", "",
-          "Each law fitted on all training curves (Arrhenius: strain-compensated, order 9, on smoothed curves). "
-          "The laws ignore extra inputs such as direction, and one Arrhenius fit cannot span room, intermediate "
-          "and high temperature at once; section 3 fits it regime-wise, as the method does.", ""]
+    L += ["## 2. Phenomenological baselines", "", baselines_text(train, results)]
     L += _baselines(out) or _missing(results, "baselines")
 
     L += ["## 3. Held-out comparison", ""]
@@ -117,6 +160,7 @@ def write_report(out: Path, results: dict, train: FlowCurves, test: FlowCurves) 
         L += _missing(results, "compare")
     L += ["### Measured vs predicted flow curves", ""] + _img(out, "flow_curves.png", "flow curves")
     L += ["### Parity (training and held-out points)", ""] + _img(out, "network/parity.png", "parity plot")
+    L += ["### Physical admissibility of the trained model", ""] + _admissibility(out)
 
     L += ["## 4. Learning curve", ""]
     lc = results.get("learning_curve")
@@ -169,6 +213,10 @@ def write_report(out: Path, results: dict, train: FlowCurves, test: FlowCurves) 
     if ccx_step and ccx_step["rc"] is None:
         L += [f"*CalculiX: {ccx_step['note']}.*", ""]
     L += _img(out, "compression.png", "hot compression")
+    L += ["### Residual stress of a cooling casting (CalculiX, UMAT against `*PLASTIC`)", ""]
+    cast_step = _step(results, "casting")
+    L += casting_markdown(out) or ([f"*CalculiX: {cast_step['note']}.*", ""] if cast_step and cast_step["rc"] is None
+                                   else _missing(results, "casting"))
 
     L += ["## 8. Latency of this model", ""]
     if results.get("latency"):

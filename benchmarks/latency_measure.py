@@ -120,7 +120,7 @@ def measure_flow(ctx: ModelContext, path: str, threads: int, st: Settings, model
 def measure_j2(ctx: ModelContext, path: str, threads: int, st: Settings) -> dict:
     e = _entry(ctx.name, path, threads)
     backend = "compiled" if path == "integrate_compiled" else "onnxruntime"
-    if backend == "compiled" and threads > 1 and ctx.library is not None and not compiled_uses_openmp(ctx):
+    if backend == "compiled" and threads > 1 and ctx.library is not None and not compiled_uses_openmp(ctx, "neumat_j2_batch"):
         e.update(available=False, reason=NO_OPENMP)
         return e
     try:

@@ -165,13 +165,16 @@ def source_path(build) -> Path | None:
     return Path(p) if p else None
 
 
-def compiled_uses_openmp(ctx: ModelContext) -> bool:
-    """Whether the compiled kernel has an OpenMP-parallel batch loop (its source says so)."""
+def compiled_uses_openmp(ctx: ModelContext, routine: str = "neumat_flow_batch") -> bool:
+    """Whether ``routine`` of the compiled library (the flow batch, or ``neumat_j2_batch``, the
+    N-point return mapping) has an OpenMP-parallel loop (its source says so)."""
     src = source_path(ctx.library)
     if src is None or not src.is_file():
         return False
     text = Path(src).read_text().lower()
-    return "!$omp" in text
+    i = text.find(f"subroutine {routine}")
+    j = text.find(f"end subroutine {routine}", i)
+    return i >= 0 and "!$omp" in text[i:j]
 
 
 class ArrheniusPath:
@@ -198,7 +201,7 @@ def flow_evaluator(ctx: ModelContext, path: str, threads: int):
         if build is None:
             raise RuntimeError(ctx.errors.get(path, ctx.errors.get("compiled", ctx.errors.get("onnx", "no compiled library"))))
         set_omp_threads(threads)
-        return CompiledBackend(ctx.onnx_path, build=build)
+        return CompiledBackend(ctx.onnx_path, build=build, threads=threads)
     if path in ("reference_kernel", "reference_kernel_simd"):
         if ctx.ref_lib is None:
             raise RuntimeError(ctx.errors.get("reference_kernel", "reference kernel not built"))

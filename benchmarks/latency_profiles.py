@@ -191,7 +191,7 @@ def profile_umat(ctx: ModelContext, st: Settings, umat: dict | None, compiled_pr
         evals = f["newton_iterations_per_call"]
         share = evals * f["flow_kernel_n1"]["min_s"] / f["umat_call"]["min_s"]
         out.update(flow_evaluations_per_call=evals, flow_share_estimate=share)
-        parts.append(f"{evals:.2f} Newton iterations = flow evaluations per call (the yield check is iteration 1) × "
+        parts.append(f"{evals:.2f} flow evaluations per call (the warm-start guess or the yield check included) × "
                      f"{fmt_time(f['flow_kernel_n1']['min_s'])} per one-point kernel call ≈ {100 * min(share, 1):.0f} % of the call")
         ref = (compiled_prof or {}).get("reference_kernel_fortran")
         if ref:

@@ -37,24 +37,30 @@ def _rng_layer(rng, out: int, inp: int) -> tuple[np.ndarray, np.ndarray]:
 def residual_elu_net(seed: int = 0) -> FlowNet:
     """The 4-R-8-A-4-A-R-1 ELU residual net with random weights and realistic scaling
     (σ roughly 20–200 MPa through the exp output)."""
+    return residual_net(seed, 8, 4, "elu", MODELS["residual_elu"]["spec"])
+
+
+def residual_net(seed: int, width: int, inner: int, activation: str, spec: str) -> FlowNet:
+    """4-R-width-A-inner-A-R-1 residual net (``activation`` in both hidden layers) with random
+    weights and the scaling of :func:`residual_elu_net`; ``spec`` is recorded in the metadata."""
     rng = np.random.default_rng(seed)
     cols = [dict(kind="identity", feature=0, power=None, shift=0.0, scale=0.7),
             dict(kind="log", feature=1, power=None, shift=float(np.log(1e-3)), scale=float(np.log(5e3))),
             dict(kind="identity", feature=2, power=dict(gamma=1250.0, beta=0.5), shift=66.0, scale=6.0),
             dict(kind="identity", feature=3, power=None, shift=0.0, scale=1.0)]
     ops = []
-    W, b = _rng_layer(rng, 8, 4)
-    ops += [dict(op="linear", W=W, b=b), dict(op="push"), dict(op="act", fn="elu")]
-    W, b = _rng_layer(rng, 4, 8)
-    ops += [dict(op="linear", W=W, b=b), dict(op="act", fn="elu")]
-    W, b = _rng_layer(rng, 8, 4)
+    W, b = _rng_layer(rng, width, 4)
+    ops += [dict(op="linear", W=W, b=b), dict(op="push"), dict(op="act", fn=activation)]
+    W, b = _rng_layer(rng, inner, width)
+    ops += [dict(op="linear", W=W, b=b), dict(op="act", fn=activation)]
+    W, b = _rng_layer(rng, width, inner)
     ops += [dict(op="linear", W=W, b=b), dict(op="add")]
-    W, _ = _rng_layer(rng, 1, 8)
+    W, _ = _rng_layer(rng, 1, width)
     ops += [dict(op="linear", W=W, b=np.zeros(1))]
     return FlowNet(["strain", "strain_rate", "temperature", "direction"], ["-", "1/s", "C", "-"],
                    cols, ops, dict(kind="exp", scale=0.4, shift=4.0),
                    box_lo=BOX_LO + [0.0], box_hi=BOX_HI + [1.0], rate_floor=1e-4, box_policy="clamp",
-                   meta={"spec": MODELS["residual_elu"]["spec"], "data_hash": "benchmark-random",
+                   meta={"spec": spec, "data_hash": "benchmark-random",
                          "version": "benchmark", "seed": seed})
 
 

@@ -25,7 +25,7 @@ from scipy.optimize import least_squares, minimize_scalar
 
 from .errors import NeumatInputError
 from .flow_curves import FlowCurves
-from .jsonio import to_jsonable
+from .jsonio import to_jsonable, write_json
 from .laws import GAS_CONSTANT, arrhenius_stress
 from .metrics import mare_pct, scores
 from .units import KELVIN_OFFSET
@@ -100,9 +100,8 @@ class Baseline:
         return obj
 
     def save(self, path: str | os.PathLike) -> None:
-        with open(path, "w") as f:
-            json.dump(self.to_dict(), f, indent=1)
-            f.write("\n")
+        """JSON at ``path``, written atomically (temporary file, then rename)."""
+        write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Baseline":

@@ -12,7 +12,6 @@ Points at strain 0 are dropped before fitting and scoring (as in the reference s
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -21,6 +20,8 @@ import numpy as np
 from .baselines import BASELINES, evaluate_protocol, make_model, without_zero_strain
 from .cli_common import add_data_arguments, add_heldout_argument, heldout_from_args, load_from_args
 from .errors import NeumatInputError
+from .flow_curves import check_fit_conditions
+from .jsonio import write_json
 
 PROTOCOLS = ("full", "interp", "extrap")
 DESCRIPTION = """\
@@ -116,6 +117,7 @@ def run(args) -> int:
     heldout = heldout_for(args, curves)
     if heldout:
         curves.match_conditions(heldout)            # a condition matching nothing: error now
+    check_fit_conditions(curves.split_heldout(heldout)[0] if heldout else curves, "the fitted curves")
     shown = curves if args.keep_zero_strain else without_zero_strain(curves)
     print(shown.summary())
     if curves.extras:
@@ -129,9 +131,7 @@ def run(args) -> int:
              if held else "") + "  [T °C, rate 1/s" + "".join(f", {k}" for k in curves.extras) + "]")
     print(format_table(result))
     if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=1) + "\n")
+        path = write_json(args.json, result)            # atomically: temporary file, then rename
         print(f"scores: {path}")
     if args.save_dir:
         d = Path(args.save_dir)

@@ -15,9 +15,14 @@ def add_data_arguments(p: argparse.ArgumentParser, required: bool = True) -> Non
     g = p.add_argument_group("data")
     g.add_argument("--data", required=required, help=DATA_HELP)
     g.add_argument("--columns", help="FIELD=COLUMN,... for temperature, strain_rate, strain, stress, "
-                                     "curve and extra features, e.g. strain=true_strain,stress=sig,direction=dir")
-    g.add_argument("--extras", default="", help="comma-separated extra feature columns used as inputs")
-    g.add_argument("--temperature-unit", default="C", choices=["C", "K", "F"])
+                                     "curve and extra features (direction, or a name given in --extras), e.g. "
+                                     "strain=true_strain,stress=sig,direction=dir; an unknown FIELD is an error")
+    g.add_argument("--extras", default="", help="comma-separated extra features used as model inputs (column "
+                                                "names, or names mapped to columns in --columns)")
+    g.add_argument("--temperature-unit", default=None, choices=["C", "K", "F"],
+                   help="unit of the temperature column: C (°C), K or F; without it °C, and values "
+                        "that look like kelvin (above 1800, or all 273.15 + a multiple of 25) are "
+                        "refused: give K, or C to accept them as °C")
     g.add_argument("--stress-unit", default="MPa", choices=["MPa", "Pa", "kPa", "GPa", "psi", "ksi"])
     g.add_argument("--strain-rate-unit", default="1/s", choices=["1/s", "1/min", "1/ms"])
     g.add_argument("--allow-replicates", action="store_true",

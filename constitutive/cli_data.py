@@ -2,6 +2,7 @@
 as a long CSV (internal units: °C, 1/s, true strain, MPa) that loads back identically."""
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import numpy as np
 from .cli_common import add_data_arguments, load_from_args
 from .datasets import NAMED_DATASETS
 from .errors import NeumatInputError
+from .jsonio import write_atomic
 from .synthetic import DZ411_TEST_CONDITIONS
 from .flow_curves import FlowCurves, exclude_curves, parse_heldout
 
@@ -107,10 +109,14 @@ def plot_curves(fc: FlowCurves, path: str | Path) -> None:
         title += " (solid: direction 0 axial, dashed: 1 radial)"
     att = attribution(fc)
     fig.suptitle(title + (f"\ndata: {att}" if att else ""), fontsize=10)
+    buf = io.BytesIO()
     try:
-        fig.savefig(path, dpi=110)
+        fig.savefig(buf, dpi=110, format=Path(path).suffix.lstrip(".").lower() or "png")
+        write_atomic(path, buf.getvalue())          # temporary file, then rename
     except OSError as exc:
         raise NeumatInputError(f"--plot: cannot write {path}: {exc.strerror}") from None
+    except ValueError as exc:                       # a format matplotlib does not write
+        raise NeumatInputError(f"--plot {path}: {exc}") from None
     finally:
         plt.close(fig)
 

@@ -6,31 +6,39 @@
                    spec, dataset, data hash, seed, neumat version, held-out conditions, training
                    box; ``box_lo``/``box_hi`` = min/max of the training inputs; ``rate_floor`` =
                    0.1 × the smallest training strain rate (1/s);
-- ``config.json``  the TrainConfig used (``--config`` reads the same format);
+- ``config.json``  the TrainConfig used (``--config`` reads the same format), with ``spec`` as
+                   built (its first number = the actual input width);
 - ``metrics.json`` scores (MARE %, RMSE MPa, R²) on train / validation / held-out curves and
-                   per held-out curve, plus the Arrhenius fit's scores for comparison;
+                   per held-out curve, plus the Arrhenius fit's scores for comparison, and
+                   ``warnings``: the phases that ended on their step limit (also printed);
 - ``weights.pt``, ``transforms.json`` torch state dict and everything to rebuild the model;
 - ``history.json`` and plots ``heldout.png`` (measured vs predicted held-out curves),
-  ``parity.png``, ``history.png``.
+  ``parity.png``, ``history.png`` (transfer, fine-tuning and Levenberg–Marquardt phases).
 
-A model with ``rank`` normalisation is train-only: no ``model.json`` is written and the command
-says so.
+``--out`` must be a new or empty folder (``--force`` replaces a previous run). The run is built
+in a temporary folder beside it and moved into place when complete: a failed run leaves nothing,
+and no file of an earlier run survives next to the new one. A model with ``rank`` normalisation
+is train-only: no ``model.json`` is written and the command says so. Every JSON file of
+``cv --json`` and ``search --out`` is written atomically (temporary file, then rename).
 """
 from __future__ import annotations
 
 import importlib.metadata
-import json
+import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 from .cli_common import add_data_arguments, add_heldout_argument, load_from_args
-from .flow_curves import FlowCurves, parse_heldout
-from .baselines import without_zero_strain
+from .flow_curves import FlowCurves, check_fit_conditions, parse_heldout
+from .admissibility import admissibility, plot_admissibility, summary_lines
+from .baselines import Arrhenius, without_zero_strain
 from .errors import NeumatInputError
-from .jsonio import to_jsonable
+from .jsonio import current_umask, write_atomic, write_json
 from .laws import arrhenius_stress
 from .metrics import per_curve_scores, scores
 from .synthetic import DZ411_TEST_CONDITIONS
@@ -57,7 +65,9 @@ def register(sub) -> None:
     add_data_arguments(p)
     add_heldout_argument(p)
     _common(p)
-    p.add_argument("--out", required=True, help="output folder (e.g. runs/NAME)")
+    p.add_argument("--out", required=True, help="output folder (e.g. runs/NAME); must be new or empty")
+    p.add_argument("--force", action="store_true",
+                   help="replace the contents of a non-empty --out folder (when the new run is complete)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.set_defaults(func=run_train)
 
@@ -94,6 +104,10 @@ def _common(p) -> None:
     g.add_argument("--config", default=None, help="JSON TrainConfig (e.g. written by neumat search)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--quick", action="store_true", help="small fast settings (seconds)")
+    g.add_argument("--method", default=None, choices=["anchored", "network"],
+                   help="anchored (default): Arrhenius law x bounded correction chosen by inner cross-validation; "
+                        "network: the seed method (residual network, transfer from Arrhenius); --hybrid, "
+                        "--no-transfer, --spec, --activation and --max-steps imply network")
     g.add_argument("--spec", default=None, help="layer spec, e.g. 4-R-8-A-4-A-R-1 (first number = inputs)")
     g.add_argument("--activation", default=None)
     g.add_argument("--hybrid", default=None, choices=["none", "multiplicative", "additive"])
@@ -121,6 +135,12 @@ def config_from_args(args):
             setattr(cfg, key, v)
     if args.no_transfer:
         cfg.transfer = False
+    method = getattr(args, "method", None)
+    if method is not None:
+        cfg.method = method
+    elif not args.config and (args.no_transfer or any(getattr(args, a, None) is not None
+                                                       for a in ("spec", "activation", "hybrid", "max_steps"))):
+        cfg.method = "network"      # options of the network method only
     cfg.validate("command line")
     return cfg
 
@@ -142,11 +162,66 @@ def _data_and_heldout(args) -> tuple[FlowCurves, FlowCurves | None, list, str]:
             raise NeumatInputError("the held-out conditions leave fewer than 2 training curves")
     else:
         train, test = curves, None
+    check_fit_conditions(train)
     return train, test, held, name
 
 
 def _progress_enabled(args) -> bool:
     return not args.quiet and sys.stderr.isatty()
+
+
+def prepare_run_folder(out: Path, force: bool) -> None:
+    """Refuse a run folder that holds files unless ``force`` (checked before any work)."""
+    if out.exists() and not out.is_dir():
+        raise NeumatInputError(f"--out {out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise NeumatInputError(f"--out {out}: the folder is not empty (a previous run?); choose another "
+                               f"folder or add --force to replace its contents")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NeumatInputError(f"--out {out}: cannot create {out.parent}: {exc.strerror}") from None
+
+
+def commit_run_folder(tmp: Path, out: Path) -> None:
+    """Move the finished run from ``tmp`` to ``out``, replacing what ``out`` held (nothing stale
+    stays: no plot or file of an earlier run survives)."""
+    if out.is_dir():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+
+
+def stop_warnings(model) -> list[str]:
+    """One line per training phase that ended on its step limit instead of its own criterion."""
+    cfg, info = model.config, model.info
+    out = []
+    tr = info.get("transfer")
+    if tr and tr.get("stopped") == "max_steps":
+        out.append(f"transfer stopped at transfer_max_steps ({cfg.transfer_max_steps}) before the network "
+                   f"reached {tr['factor']:g} x the Arrhenius MARE ({tr['train_mare_pct']:.3g} % vs target "
+                   f"{tr['target_mare_pct']:.3g} %)")
+    ft = info.get("fine_tune") or {}
+    if ft.get("stopped") == "max_steps":
+        out.append(f"fine-tuning stopped at max_steps ({cfg.max_steps}), not by early stopping (best "
+                   f"{ft.get('criterion', 'MARE')} at step {ft.get('best_step')}); more steps "
+                   f"(--max-steps) may lower the error")
+    lm = ft.get("lm")
+    if lm and cfg.lm_steps and lm.get("iterations") == cfg.lm_steps:
+        out.append(f"the Levenberg-Marquardt polish used all its lm_steps ({cfg.lm_steps}) iterations "
+                   f"(best at {lm.get('best_iteration')})")
+    return out
+
+
+def built_config(model) -> dict:
+    """The TrainConfig of ``model`` as written to config.json, the layer spec the network was
+    built from (``spec``, or ``anchor_spec`` for the anchored method) with its first number set
+    to the network's actual input width (the columns of its input transform; the default's 4 is
+    a placeholder)."""
+    d = model.config.to_dict()
+    key = "anchor_spec" if d.get("method") == "anchored" else "spec"      # the spec the network was built from
+    if isinstance(d.get(key), str):
+        d[key] = "-".join([str(len(model.in_tf.columns)), *d[key].split("-")[1:]])
+    return d
 
 
 def run_train(args) -> int:
@@ -155,7 +230,24 @@ def run_train(args) -> int:
     cfg = config_from_args(args)
     train, test, held, name = _data_and_heldout(args)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_run_folder(out, args.force)
+    # the run is written into a temporary folder beside --out and moved there when complete: a
+    # failed run leaves nothing behind and an earlier run in --out stays until the new one is done
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    os.chmod(tmp, 0o777 & ~current_umask())             # mkdtemp's 0700 -> what mkdir would give
+    try:
+        rc = _train_into(args, cfg, train, test, held, name, tmp, fit, score_model)
+        if rc == 0:      # a failed training (rc 1) writes nothing and leaves an earlier run in --out
+            commit_run_folder(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    if rc == 0:
+        print(f"wrote {out}/: " + ", ".join(sorted(p.name for p in out.iterdir())))
+    return rc
+
+
+def _train_into(args, cfg, train, test, held, name, out: Path, fit, score_model) -> int:
     print(train.summary())
     if test is not None:
         print(f"held out: {test.n_curves} curves: " + "; ".join(test.condition_label(c) for c in range(test.n_curves)))
@@ -165,6 +257,12 @@ def run_train(args) -> int:
     t0 = time.perf_counter()
     model = fit(train, cfg, seed=args.seed, progress=_progress_enabled(args), log=print)
     seconds = time.perf_counter() - t0
+    from .training import TrainingFailedError, check_trained  # optional: torch (train extra)
+    try:
+        check_trained(model, train)
+    except TrainingFailedError as exc:
+        print(f"error: training failed: {exc}", file=sys.stderr)
+        return 1
 
     tr = without_zero_strain(train)
     metrics = {"dataset": name, "seed": args.seed, "train_seconds": seconds,
@@ -188,6 +286,18 @@ def run_train(args) -> int:
     metrics["fine_tune"] = model.info.get("fine_tune")
     if "outlier_comparison" in model.info:
         metrics["outlier_comparison"] = model.info["outlier_comparison"]
+    warnings = stop_warnings(model)
+    if model.info.get("anchored"):
+        metrics["anchored"] = model.info["anchored"]
+        if model.info["anchored"].get("base_quality") == "poor":
+            a = model.info["anchored"]
+            warnings.append(f"the Arrhenius base law (order {a['base_order']}) is poor on these curves: "
+                            f"{a['base_train_mare_pct']:.3g} % MARE on the training curves; the correction is "
+                            f"bounded to ±{a['bound']:g} of it")
+    metrics["admissibility"] = admissibility(model.predict, model.box_lo, model.box_hi,
+                                             extras_values=_extras_rows(train))
+    adm_lines = summary_lines(metrics["admissibility"])
+    metrics["warnings"] = warnings
 
     box = {"lo": model.box_lo, "hi": model.box_hi, "features": model.feature_names}
     meta = {"dataset": name, "source": train.source, "synthetic": bool(train.synthetic),
@@ -200,11 +310,11 @@ def run_train(args) -> int:
     if model.exportable:
         model.to_flownet(meta).save(out / "model.json")
     else:
-        (out / "NOT_EXPORTABLE.txt").write_text("rank normalisation is train-only; retrain with minmax, "
-                                                "mean or zscore to get model.json\n")
-    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
-    (out / "metrics.json").write_text(json.dumps(to_jsonable(metrics), indent=1))
-    (out / "history.json").write_text(json.dumps(to_jsonable(model.history)))
+        write_atomic(out / "NOT_EXPORTABLE.txt", "rank normalisation is train-only; retrain with minmax, "
+                                                 "mean or zscore to get model.json\n")
+    write_json(out / "config.json", built_config(model))
+    write_json(out / "metrics.json", metrics)
+    write_json(out / "history.json", model.history, indent=None)
     if not args.no_plots:
         write_plots(model, train, test, out)
     line = f"train MARE {metrics['train']['mare_pct']:.3f} %"
@@ -213,8 +323,54 @@ def run_train(args) -> int:
     if "arrhenius" in metrics and "heldout" in metrics["arrhenius"]:
         line += f"; Arrhenius held-out {metrics['arrhenius']['heldout']['mare_pct']:.3f} %"
     print(f"{line}; {seconds:.1f} s")
-    print(f"wrote {out}/" + (" model.json," if model.exportable else "") + " config.json, metrics.json, weights.pt")
+    if not args.no_plots:
+        _plot_admissibility(model, train, out)
+    for w in adm_lines:
+        print(w)
+    for w in warnings:
+        print(f"warning: {w}")
     return 0
+
+
+def _plot_admissibility(model, train: FlowCurves, out: Path) -> None:
+    """admissibility.png: σ maps and σ(T), σ(ε̇) beside an Arrhenius law fitted on the same curves."""
+    try:
+        law = Arrhenius().fit(without_zero_strain(train))
+        classical = law.predict
+    except NeumatInputError:
+        classical = None
+    rows = _extras_rows(train)
+    plot_admissibility(model.predict, model.box_lo, model.box_hi, np.unique(train.conditions()[:, :2], axis=0),
+                       out / "admissibility.png", classical=classical, extras=None if rows is None else rows[0],
+                       title=train.source + (" (SYNTHETIC data)" if train.synthetic else ""))
+
+
+def _extras_rows(train: FlowCurves):
+    """The distinct extra-feature rows of the training curves (at most 4), for the admissibility grid."""
+    if not train.extra_names:
+        return None
+    rows = np.unique(train.conditions()[:, 2:], axis=0)
+    return rows[:4]
+
+
+PHASES = ("transfer", "fine-tune", "lm")
+PHASE_LABELS = {"lm": "Levenberg-Marquardt"}
+
+
+def history_series(history: list[dict]) -> dict[str, tuple[list, list, list | None]]:
+    """{phase: (x, train MARE %, validation MARE % or None)} for the phases present, in training
+    order (transfer, fine-tune, lm), each phase's x shifted to start after the previous one's
+    end (Adam steps, then LM iterations) so that the three read as one history."""
+    out, off = {}, 0
+    for phase in PHASES:
+        rows = [r for r in history if r["phase"] == phase]
+        if not rows:
+            continue
+        x = [r["step"] + off for r in rows]
+        val = [r["val_mare_pct"] for r in rows] if "val_mare_pct" in rows[0] else None
+        out[phase] = (x, [r["train_mare_pct"] for r in rows], val)
+        off = x[-1]
+    return out
 
 
 def write_plots(model, train: FlowCurves, test: FlowCurves | None, out: Path) -> None:
@@ -259,19 +415,18 @@ def write_plots(model, train: FlowCurves, test: FlowCurves | None, out: Path) ->
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    h = model.history
-    for phase in ("transfer", "fine-tune"):
-        rows = [r for r in h if r["phase"] == phase]
-        if not rows:
-            continue
-        off = 0 if phase == "transfer" else max([r["step"] for r in h if r["phase"] == "transfer"], default=0)
-        st = [r["step"] + off for r in rows]
-        ax.semilogy(st, [r["train_mare_pct"] for r in rows], label=f"{phase}: train MARE")
-        if "val_mare_pct" in rows[0]:
-            ax.semilogy(st, [r["val_mare_pct"] for r in rows], "--", label=f"{phase}: validation MARE")
-    ax.set_xlabel("step")
+    for phase, (st, train_mare, val_mare) in history_series(model.history).items():
+        label = PHASE_LABELS.get(phase, phase)
+        ax.semilogy(st, train_mare, label=f"{label}: train MARE")
+        if val_mare is not None:
+            ax.semilogy(st, val_mare, "--", label=f"{label}: validation MARE")
+        ax.axvline(st[0], color="0.8", lw=0.6)
+    ax.set_xlabel("step (Adam) / iteration (Levenberg-Marquardt), one axis, phases in order")
     ax.set_ylabel("MARE (%)")
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no iterative training history for this method", ha="center", transform=ax.transAxes)
     fig.tight_layout()
     fig.savefig(out / "history.png", dpi=110)
     plt.close(fig)
@@ -288,8 +443,7 @@ def run_cv(args) -> int:
     print(f"CV MARE {res['mean_mare_pct']:.3f} ± {res['std_mare_pct']:.3f} % over {res['n_folds']} folds "
           f"({res['seconds']:.0f} s)")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(res, indent=1))
+        write_json(args.json, res)
     return 0
 
 
@@ -304,9 +458,8 @@ def run_search(args) -> int:
     res = search(train, cfg, n_trials=args.trials, seed=args.seed, max_folds=args.max_folds or None,
                  timeout=args.timeout, log=print)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res["best_config"], indent=1))
-    (out.with_suffix(".search.json")).write_text(json.dumps(res, indent=1))
+    write_json(out, res["best_config"])
+    write_json(out.with_suffix(".search.json"), res)
     print(f"best CV MARE {res['best_cv_mare_pct']:.3f} %: {res['best_params']}")
     print(f"wrote {out} (use: neumat train --config {out} ...) and {out.with_suffix('.search.json')}")
     return 0

@@ -45,26 +45,72 @@ class CsvTable:
         j = self.where(column)
         return [r[j].strip() if j < len(r) else "" for r in self.rows]
 
-    def numeric(self, column: str) -> np.ndarray:
-        """Finite floats of a column; the first bad cell raises naming file, line and column."""
+    def numeric(self, column: str, problems: "Problems | None" = None) -> np.ndarray:
+        """Finite floats of a column. A bad cell raises naming file, line and column; with
+        ``problems`` every bad cell is recorded there instead (its value becomes NaN) so that the
+        caller reports them all at once (:meth:`Problems.raise_if_any`)."""
         j = self.where(column)
+        own = problems is None
+        problems = Problems() if own else problems
         out = np.empty(len(self.rows))
         for i, r in enumerate(self.rows):
             cell = r[j].strip() if j < len(r) else ""
+            out[i] = np.nan
             if cell == "":
                 more = "" if j < len(r) else f" (the row has {len(r)} fields, the header {len(self.header)})"
-                raise DataError("empty value" + more, file=str(self.path), row=int(self.lines[i]),
-                                column=column)
+                problems.add(self.path, int(self.lines[i]), column, "empty value" + more)
+                continue
             try:
                 v = float(cell.replace(",", ".") if self.decimal_comma else cell)
             except ValueError:
-                raise DataError(f"'{cell}' is not a number", file=str(self.path),
-                                row=int(self.lines[i]), column=column) from None
+                problems.add(self.path, int(self.lines[i]), column, f"'{cell}' is not a number")
+                continue
             if not math.isfinite(v):
-                raise DataError(f"value '{cell}' is not finite (allowed: a finite number)",
-                                file=str(self.path), row=int(self.lines[i]), column=column)
+                problems.add(self.path, int(self.lines[i]), column,
+                             f"value '{cell}' is not finite (allowed: a finite number)")
+                continue
             out[i] = v
+        if own:
+            problems.raise_if_any()
         return out
+
+
+class Problems:
+    """Bad values collected over a file (or a folder) so that one error lists them all: each
+    (file, 1-based line, column, message); :meth:`raise_if_any` raises one ``DataError`` located
+    at the first of them (by file, then line) that lists the first ``MAX_LISTED`` and counts the
+    rest."""
+    MAX_LISTED = 20
+
+    def __init__(self):
+        self.items: list[tuple[str, int | None, str | None, str]] = []
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def add(self, file, row: int | None, column: str | None, message: str) -> None:
+        self.items.append((str(file), None if row is None else int(row), column, message))
+
+    def raise_if_any(self) -> None:
+        if not self.items:
+            return
+        items = sorted(self.items, key=lambda t: (t[0], -1 if t[1] is None else t[1]))
+        file, row, column, message = items[0]
+        if len(items) == 1:
+            raise DataError(message, file=file, row=row, column=column)
+        files = {t[0] for t in items}
+        listed = items[:self.MAX_LISTED]
+        text = [f"{len(items)} problems" + (f"; the first {len(listed)}:" if len(listed) < len(items) else ":")]
+        for f, r, c, m in listed:
+            where = ([f"file {f}"] if len(files) > 1 else []) + ([f"row {r}"] if r is not None else []) \
+                + ([f"column '{c}'"] if c is not None else [])
+            text.append(f"  {', '.join(where)}: {m}")
+        if len(listed) < len(items):
+            text.append(f"  ... and {len(items) - len(listed)} more")
+        err = DataError("\n".join(text), file=file if len(files) == 1 else None)
+        err.file, err.row, err.column = file, row, column        # the first one, for programs
+        err.problems = items
+        raise err
 
 
 def read_table(path: Path) -> CsvTable:

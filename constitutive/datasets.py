@@ -26,6 +26,14 @@ NAMED_DATASETS = {
                          allow_replicates=True,
                          attribution="Institute of Metal Forming, TU Bergakademie Freiberg, "
                                      "notebooks-flow-stress (bst.csv), MIT licence"),
+    # 46 curves, 20-1100 °C across three regimes, sparse digitised points ending at different strains
+    "ti64_babu2013": dict(file="flow_curves.csv",
+                          columns={"curve": "curve", "temperature": "temperature_C",
+                                   "strain_rate": "strain_rate_per_s", "strain": "true_strain",
+                                   "stress": "true_stress_MPa"},
+                          allow_replicates=False,
+                          attribution="B. Babu, L.-E. Lindgren, Int. J. Plasticity 50 (2013) 94-108; digitised "
+                                      "by LANL (github.com/lanl/impala), BSD 3-Clause licence"),
 }
 
 
@@ -49,7 +57,7 @@ def dataset_available(name: str) -> bool:
 # Names of the SYNTHETIC DZ411 set (``synthetic.generate_dz411``; ``data_seed`` picks its noise).
 SYNTHETIC_NAMES = ("synthetic_dz411", "synthetic")
 # Options that only apply to reading CSV files and folders, with their neutral values.
-_FILE_OPTIONS = {"columns": ({}, None), "extras": ((), [], None), "temperature_unit": ("C",),
+_FILE_OPTIONS = {"columns": ({}, None), "extras": ((), [], None), "temperature_unit": ("C", None),
                  "stress_unit": ("MPa",), "strain_rate_unit": ("1/s",)}
 
 

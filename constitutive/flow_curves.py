@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import math
 import os
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ import numpy as np
 from scipy.signal import savgol_filter
 
 from .errors import NeumatInputError
+from .jsonio import write_atomic
 from .units import celsius_to_kelvin
 
 # The canonical point fields of a table (besides ``curve`` and the extras).
@@ -262,7 +264,8 @@ class FlowCurves:
         per extra feature, values written exactly (``repr``). Leading ``# key: value`` comment
         lines record the source, the SYNTHETIC flag, the extra-feature columns (so they load as
         features again), whether replicate curves are present (so they load without
-        ``allow_replicates``) and the attribution of real data.
+        ``allow_replicates``) and the attribution of real data. Written atomically (temporary
+        file, then rename).
         """
         header = ["curve", "temperature_C", "strain_rate_per_s", "true_strain", "true_stress_MPa",
                   *self.extras]
@@ -276,16 +279,17 @@ class FlowCurves:
             meta.append(("replicates", "true"))
         if attribution:
             meta.append(("attribution", attribution))
-        with open(path, "w", newline="", encoding="utf-8") as f:
-            for k, v in meta:
-                f.write(f"# {k}: {v}\n")
-            w = csv.writer(f)
-            w.writerow(header)
-            for i in range(len(self)):
-                w.writerow([self.curve_names[self.curve[i]], repr(float(self.temperature[i])),
-                            repr(float(self.strain_rate[i])), repr(float(self.strain[i])),
-                            repr(float(self.stress[i])),
-                            *(repr(float(v[i])) for v in self.extras.values())])
+        f = io.StringIO(newline="")
+        for k, v in meta:
+            f.write(f"# {k}: {v}\n")
+        w = csv.writer(f)
+        w.writerow(header)
+        for i in range(len(self)):
+            w.writerow([self.curve_names[self.curve[i]], repr(float(self.temperature[i])),
+                        repr(float(self.strain_rate[i])), repr(float(self.strain[i])),
+                        repr(float(self.stress[i])),
+                        *(repr(float(v[i])) for v in self.extras.values())])
+        write_atomic(path, f.getvalue().encode("utf-8"))          # temporary file, then rename
 
 
 def exclude_curves(fc: FlowCurves, conditions: Sequence[Sequence[float]],
@@ -306,6 +310,25 @@ def exclude_curves(fc: FlowCurves, conditions: Sequence[Sequence[float]],
         (f"curve '{fc.curve_names[c]}' ({fc.condition_label(c)}, {len(fc.curve_points(c))} points)",
          reason) for c in drop]
     return out
+
+
+MIN_DISTINCT_CONDITIONS = 2     # temperatures and strain rates a fit needs at least
+
+
+def check_fit_conditions(curves: FlowCurves, what: str = "the training curves") -> None:
+    """A model of σ(ε, ε̇, T) fitted on ``curves`` needs at least ``MIN_DISTINCT_CONDITIONS``
+    temperatures and as many strain rates: with one, neither the laws (Q, n) nor the network
+    (a zero-width input range) can learn the dependence. Raises ``NeumatInputError`` saying
+    which is missing, before any fit."""
+    conds = curves.conditions()
+    for col, name, unit in ((0, "temperature", "°C"), (1, "strain rate", "1/s")):
+        vals = np.unique(np.round(conds[:, col], 9))
+        if len(vals) < MIN_DISTINCT_CONDITIONS:
+            raise NeumatInputError(
+                f"{what} of {curves.source or 'the data'} ({curves.n_curves} curve(s)) have a single "
+                f"{name} ({', '.join(f'{v:g}' for v in vals)} {unit}): fitting a flow-stress model needs "
+                f"curves at {MIN_DISTINCT_CONDITIONS} or more temperatures and {MIN_DISTINCT_CONDITIONS} "
+                f"or more strain rates (add curves, or hold out fewer conditions)")
 
 
 def parse_heldout(text: str | None) -> list[tuple[float, ...]]:

@@ -29,7 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .coverage import Coverage, outside_data
 from .errors import NeumatInputError
+from .jsonio import write_atomic
 from .laws import arrhenius_stress
 
 GAS_CONSTANT = 8.314      # J/(mol K)
@@ -73,11 +75,14 @@ class FlowNet:
     box_policy: str = "clamp"                # or "extrapolate"
     base: dict | None = None                 # {"mode": "additive"|"multiplicative", "arrhenius": params}
     meta: dict = field(default_factory=dict)  # spec, data hash, dataset, version, ...
+    coverage: dict | None = None             # the measured conditions (constitutive.coverage.Coverage.to_dict)
 
     # ---- I/O ------------------------------------------------------------------------------
     def to_dict(self) -> dict:
         d = asdict(self)
         d["format"] = MODEL_FORMAT
+        if d["coverage"] is None:
+            del d["coverage"]             # older models: the same content (and hash) as before
         for op in d["ops"]:
             for k in ("W", "b"):
                 if k in op:
@@ -85,7 +90,8 @@ class FlowNet:
         return d
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=1))
+        """JSON at ``path``, written atomically (temporary file, then rename)."""
+        write_atomic(path, json.dumps(self.to_dict(), indent=1))
 
     @classmethod
     def from_dict(cls, d: dict) -> "FlowNet":
@@ -113,6 +119,13 @@ class FlowNet:
     def n_features(self) -> int:
         return len(self.feature_names)
 
+    @property
+    def data_coverage(self) -> Coverage | None:
+        """The measured conditions (``coverage``, or ``meta["coverage"]`` as training records it);
+        None for a model without them (then the training box is the fallback)."""
+        d = self.coverage if self.coverage is not None else self.meta.get("coverage")
+        return None if d is None else Coverage.from_dict(d, self.n_features)
+
     # ---- evaluation -----------------------------------------------------------------------
     def apply_policy(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(x after rate floor and box policy, d x_used / d x as a 0/1 mask)."""
@@ -129,10 +142,11 @@ class FlowNet:
         return x, mask
 
     def out_of_box(self, x: np.ndarray) -> np.ndarray:
-        """Boolean per row: any input outside the training box (rate below the floor excluded)."""
-        x = np.array(x, dtype=float, copy=True)
-        x[:, 1] = np.maximum(x[:, 1], self.rate_floor)
-        return np.any((x < np.asarray(self.box_lo)) | (x > np.asarray(self.box_hi)), axis=1)
+        """Boolean per row: the evaluation lies outside the data (``constitutive.coverage``: by
+        distance from the measured conditions and strain beyond the curves' end; the training box,
+        strain from 0 inside, for a model without coverage). The rate is raised to the floor first."""
+        return outside_data(np.atleast_2d(np.asarray(x, dtype=float)), self.data_coverage,
+                            self.box_lo, self.box_hi, self.rate_floor)
 
     def _columns(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """z (n, C) and dz/dx (n, C, F)."""

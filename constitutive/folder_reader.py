@@ -9,10 +9,11 @@ from typing import Sequence
 
 import numpy as np
 
-from .csv_table import AUTO_EXTRAS, MIN_POINTS_PER_CURVE, read_table
+from .csv_reader import check_column_fields, check_strain_increases
+from .csv_table import AUTO_EXTRAS, MIN_POINTS_PER_CURVE, Problems, read_table
 from .errors import DataError
 from .flow_curves import FIELDS, FlowCurves, exclude_curves
-from .units import convert_and_check
+from .units import check_not_kelvin, convert_and_check
 
 FILENAME_PATTERN = r"T(?P<temperature>-?\d+(?:\.\d*)?)_R(?P<strain_rate>\d*\.?\d+(?:[eE][+-]?\d+)?)(?:_D(?P<direction>\d+))?$"
 
@@ -26,7 +27,7 @@ def _first_present(header: list[str], candidates: Sequence[str]) -> str:
 
 def load_folder(folder: str | os.PathLike, columns: dict[str, str] | None = None,
                 manifest: str | None = "manifest.csv", name_pattern: str = FILENAME_PATTERN,
-                temperature_unit: str = "C", stress_unit: str = "MPa", strain_rate_unit: str = "1/s",
+                temperature_unit: str | None = None, stress_unit: str = "MPa", strain_rate_unit: str = "1/s",
                 extras: Sequence[str] = (), min_points: int = MIN_POINTS_PER_CURVE,
                 allow_replicates: bool = False, exclude_conditions: Sequence[Sequence[float]] = ()
                 ) -> FlowCurves:
@@ -37,11 +38,15 @@ def load_folder(folder: str | os.PathLike, columns: dict[str, str] | None = None
     ``temperature`` or ``temperature_C``, ``strain_rate`` or ``strain_rate_per_s``, plus extra
     features: those in ``extras`` and ``direction``) or, without a manifest, from the file name
     via ``name_pattern`` (default ``...T<°C>_R<1/s>[_D<direction>].csv``, e.g. ``T975_R0.1_D0.csv``).
-    Units apply to the manifest and the files. Entries of the folder that are not curves
-    (other files, sub-folders) and unused manifest columns are listed in ``excluded``.
+    Units apply to the manifest and the files (``temperature_unit=None``: °C, values that look
+    like kelvin refused, as ``load_csv``). Entries of the folder that are not curves (other
+    files, sub-folders) and unused manifest columns are listed in ``excluded``. Bad values are
+    reported all at once over the manifest and over all curve files; the strain of each curve
+    must increase from row to row.
     """
     folder = Path(folder)
     columns = dict(columns or {})
+    check_column_fields(columns, extras)
     if not folder.is_dir():
         raise DataError("not a folder", file=str(folder))
     entries = sorted(folder.iterdir())
@@ -73,10 +78,13 @@ def load_folder(folder: str | os.PathLike, columns: dict[str, str] | None = None
         used = {"file", tcol, rcol, *extra_cols.values()}
         excluded += [(f"manifest column '{h}'", "not used as a feature (name it in --extras to use it)")
                      for h in tab.header if h not in used and h]
-        vals = {"temperature": tab.numeric(tcol), "strain_rate": tab.numeric(rcol)}
+        problems = Problems()
+        vals = {"temperature": tab.numeric(tcol, problems), "strain_rate": tab.numeric(rcol, problems)}
         colmap = {"temperature": tcol, "strain_rate": rcol}
-        convert_and_check(man_path, vals, tab.lines, colmap, temperature_unit, stress_unit, strain_rate_unit)
-        ex_vals = {e: tab.numeric(col) for e, col in extra_cols.items()}
+        ex_vals = {e: tab.numeric(col, problems) for e, col in extra_cols.items()}
+        convert_and_check(man_path, vals, tab.lines, colmap, temperature_unit, stress_unit, strain_rate_unit,
+                          problems)
+        problems.raise_if_any()
         extra_names = list(extra_cols)
         present = {p.name for p in files}
         for i, fname in enumerate(tab.text_column("file")):
@@ -114,6 +122,7 @@ def load_folder(folder: str | os.PathLike, columns: dict[str, str] | None = None
             conds[p.name] = {**c, "temperature": float(one["temperature"][0]),
                              "strain_rate": float(one["strain_rate"][0])}
             where[p.name] = (str(p), None, "file name")
+        check_not_kelvin(folder, [c["temperature"] for c in conds.values()], [], "file name", temperature_unit)
         extra_names = sorted({k for c in conds.values() for k in c} - {"temperature", "strain_rate"})
         for p in files:
             for k in extra_names:
@@ -121,20 +130,26 @@ def load_folder(folder: str | os.PathLike, columns: dict[str, str] | None = None
                     raise DataError(f"no value of '{k}' in the file name (other files give one)",
                                     file=str(p), column="file name")
     parts = []
+    where_rows: dict = {}
+    problems = Problems()
     for p in files:
         tab = read_table(p)
         scol = columns.get("strain") or _first_present(tab.header, ("true_strain", "strain"))
         tcol = columns.get("stress") or _first_present(tab.header, ("true_stress_MPa", "stress"))
         tab.require(scol, "strain", " (map with --columns strain=<column>)")
         tab.require(tcol, "stress", " (map with --columns stress=<column>)")
-        vals = {"strain": tab.numeric(scol), "stress": tab.numeric(tcol)}
+        vals = {"strain": tab.numeric(scol, problems), "stress": tab.numeric(tcol, problems)}
         convert_and_check(p, vals, tab.lines, {"strain": scol, "stress": tcol},
-                           temperature_unit, stress_unit, strain_rate_unit)
-        n = len(vals["strain"])
+                           temperature_unit, stress_unit, strain_rate_unit, problems)
+        parts.append((p.name, vals, conds[p.name], len(vals["strain"])))
+        where_rows[p.name] = (p, tab.lines, scol)
+    problems.raise_if_any()                 # bad values first, then the checks of each curve
+    for name, vals, _, n in parts:
+        p, lines, scol = where_rows[name]
         if n < min_points:
-            raise DataError(f"the curve has {n} points (allowed: at least {min_points})",
-                            file=str(p), row=int(tab.lines[0]), column=scol)
-        parts.append((p.name, vals, conds[p.name], n))
+            problems.add(p, int(lines[0]), scol, f"the curve has {n} points (allowed: at least {min_points})")
+        check_strain_increases(p, vals["strain"], lines, scol, name, problems)
+    problems.raise_if_any()
     seen: dict = {}
     for name, _, c, _ in parts:
         key = tuple(round(c[k], 9) for k in ("temperature", "strain_rate", *extra_names))

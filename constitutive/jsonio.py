@@ -37,6 +37,13 @@ def _convert(obj, null_nonfinite: bool):
     return obj
 
 
+def current_umask() -> int:
+    """The process's umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: str | Path, data: str | bytes) -> Path:
     """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``: a reader
     never sees a half-written file, and a failed write leaves the old file as it was."""
@@ -44,6 +51,7 @@ def write_atomic(path: str | Path, data: str | bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~current_umask())         # mkstemp's 0600 -> what open() would give
         with os.fdopen(fd, "wb") as fh:
             fh.write(data.encode() if isinstance(data, str) else data)
         os.replace(tmp, path)

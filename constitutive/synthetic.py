@@ -241,3 +241,122 @@ def generate_dz411(seed: int = 0, points_per_curve: int = 140) -> FlowCurves:
 def split_dz411(curves: FlowCurves) -> tuple[FlowCurves, FlowCurves]:
     """(train, test): the 3 test conditions of method.md go to test as whole curves."""
     return curves.split_heldout(DZ411_TEST_CONDITIONS)
+
+
+# =============================================================================================
+# A family of SYNTHETIC small campaigns (the leave-one-condition-out benchmark's synthetic part)
+# =============================================================================================
+# Each campaign is a sparse grid (3-4 temperatures x 3-4 strain rates) filled from one flow-law
+# shape with measurement-like flaws. Nothing here is measured; every campaign is labelled
+# SYNTHETIC (``FlowCurves.synthetic``, source ``synthetic_<name>``, curve names ``syn_...``).
+#
+# Shapes (σ in MPa, ε true strain, ε̇ 1/s, T °C; Z = ε̇ exp(Q/(R T_K))):
+#   "peak"      hot working with a peak and a steady state: the hot law of the DZ411 generator
+#               (work hardening + dynamic recovery, then Avrami softening to k_ss·σ_sat) with
+#               the campaign's own Q, α, n, ln A;
+#   "hardening" pure work hardening without softening (Voce saturation plus a linear stage):
+#               σ = [σ₀ + (σ_s − σ₀)(1 − e^{−ε/ε_r}) + θ ε]·(ε̇/ε̇₀)^m · exp(−k (T − T₀)),
+#               σ₀ = f₀ σ_s, with m rising with temperature;
+#   "regimes"   two regimes in parallel (athermal glide at low T, thermally activated flow at
+#               high T), combined by the p-norm smooth minimum (p = 6) as in the DZ411 law.
+# Flaws (each campaign lists its own, see CAMPAIGNS): white noise 0.4 %; "oscillation": a sinusoid
+# in test time on the curves at the highest rate (amplitude 1.5-3 %); "replicate": a second test of
+# two conditions, one of them offset by +6 %; "corner": the (highest T, lowest rate) corner missing;
+# "uneven": curves end at different strains (a random 55-100 % of the campaign's largest strain).
+
+CAMPAIGNS = {
+    "peak_4x3": dict(shape="peak", temps=(900, 1000, 1100, 1200), rates=(0.01, 0.1, 1.0),
+                     law=dict(Q=380e3, alpha=0.012, n=4.5, lnA=31.0), max_strain=0.8,
+                     flaws=("oscillation",)),
+    "peak_4x4_corner": dict(shape="peak", temps=(950, 1025, 1100, 1175), rates=(0.001, 0.01, 0.1, 1.0),
+                            law=dict(Q=450e3, alpha=0.010, n=5.0, lnA=36.0), max_strain=0.7,
+                            flaws=("corner", "uneven")),
+    "hardening_3x4": dict(shape="hardening", temps=(300, 400, 500), rates=(0.001, 0.01, 0.1, 1.0),
+                          law=dict(sigma_s=320.0, f0=0.45, eps_r=0.12, theta=60.0, m0=0.01, m1=0.06,
+                                   k=0.0025, t0=300.0), max_strain=0.6, flaws=("replicate",)),
+    "hardening_4x3_uneven": dict(shape="hardening", temps=(200, 275, 350, 425), rates=(0.01, 0.1, 1.0),
+                                 law=dict(sigma_s=450.0, f0=0.55, eps_r=0.08, theta=120.0, m0=0.005,
+                                          m1=0.04, k=0.0018, t0=200.0), max_strain=0.5,
+                                 flaws=("uneven", "oscillation")),
+    "regimes_4x3": dict(shape="regimes", temps=(600, 750, 900, 1050), rates=(0.001, 0.1, 10.0),
+                        law=dict(Q=420e3, alpha=0.011, n=4.8, lnA=33.0, sigma_y=420.0, m=0.02),
+                        max_strain=0.6, flaws=("oscillation", "corner")),
+    "regimes_3x4_replicate": dict(shape="regimes", temps=(700, 850, 1000), rates=(0.001, 0.01, 0.1, 1.0),
+                                  law=dict(Q=500e3, alpha=0.009, n=5.2, lnA=38.0, sigma_y=380.0, m=0.025),
+                                  max_strain=0.7, flaws=("replicate", "uneven")),
+}
+
+
+def _peak_law(strain, rate, t_c, p):
+    ln_z_a = np.log(rate) + p["Q"] / (R_GAS * celsius_to_kelvin(t_c)) - p["lnA"]
+    sigma_sat = np.arcsinh(np.exp(ln_z_a / p["n"])) / p["alpha"]
+    sigma_0 = 0.5 * sigma_sat
+    eps_p = 0.12 * np.exp(0.04 * ln_z_a)
+    sigma_wh = np.sqrt(sigma_sat ** 2 + (sigma_0 ** 2 - sigma_sat ** 2) * np.exp(-4.0 / eps_p * strain))
+    u = np.clip(strain - 0.7 * eps_p, 0.0, None) / (1.2 * eps_p)
+    x_drx = 1.0 - np.exp(-np.log(2.0) * u ** 2)
+    return sigma_wh - 0.3 * sigma_sat * x_drx
+
+
+def _hardening_law(strain, rate, t_c, p):
+    m = p["m0"] + p["m1"] * (t_c - p["t0"]) / 300.0
+    s_s = p["sigma_s"] * np.exp(-p["k"] * (t_c - p["t0"]))
+    s0 = p["f0"] * s_s
+    base = s0 + (s_s - s0) * (1.0 - np.exp(-strain / p["eps_r"])) + p["theta"] * strain
+    return base * (rate / 0.01) ** m
+
+
+def _regimes_law(strain, rate, t_c, p):
+    hot = _peak_law(strain, rate, t_c, p)
+    mu = 1.0 - 0.3 * (t_c - 20.0) / 1000.0
+    low = (p["sigma_y"] * mu + 250.0 * mu * (1.0 - np.exp(-strain / 0.1))) * (rate / 0.01) ** p["m"]
+    return (hot ** -P_NORM + low ** -P_NORM) ** (-1.0 / P_NORM)
+
+
+_SHAPES = {"peak": _peak_law, "hardening": _hardening_law, "regimes": _regimes_law}
+
+
+def campaign_law(name: str, strain, rate, temperature_c):
+    """Noise-free stress (MPa) of campaign ``name`` (see ``CAMPAIGNS``); arguments broadcast."""
+    c = CAMPAIGNS[name]
+    return _SHAPES[c["shape"]](np.asarray(strain, float), np.asarray(rate, float),
+                               np.asarray(temperature_c, float), c["law"])
+
+
+def generate_campaign(name: str, seed: int = 0, points_per_curve: int = 60) -> FlowCurves:
+    """SYNTHETIC small campaign ``name`` of ``CAMPAIGNS``, deterministic for ``seed``."""
+    if name not in CAMPAIGNS:
+        raise ValueError(f"unknown synthetic campaign '{name}'; known: {', '.join(CAMPAIGNS)}")
+    spec = CAMPAIGNS[name]
+    flaws = spec["flaws"]
+    rng = np.random.default_rng([seed, sorted(CAMPAIGNS).index(name)])
+    conds = [(float(t), float(r)) for t in spec["temps"] for r in spec["rates"]]
+    if "corner" in flaws:
+        conds.remove((float(max(spec["temps"])), float(min(spec["rates"]))))
+    tests = [(t, r, 0) for t, r in conds]
+    if "replicate" in flaws:
+        mid = conds[len(conds) // 2]
+        other = conds[1]
+        tests += [(mid[0], mid[1], 1), (other[0], other[1], 1)]
+    e_max = spec["max_strain"]
+    cols = {k: [] for k in ("curve", "t", "r", "e", "s")}
+    names = []
+    for k, (t_c, rate, rep) in enumerate(tests):
+        end = e_max * (rng.uniform(0.55, 1.0) if "uneven" in flaws else 1.0)
+        e = np.linspace(0.0, end, points_per_curve)
+        s = campaign_law(name, e, rate, t_c)
+        noise = 0.004 * rng.standard_normal(points_per_curve)
+        if "oscillation" in flaws and np.isclose(rate, max(spec["rates"])):
+            amp, ph = rng.uniform(0.015, 0.03), rng.uniform(0, 2 * np.pi)
+            noise = noise + amp * np.sin(2 * np.pi * e / 0.08 + ph)
+        offset = 1.06 if (rep == 1 and (t_c, rate) == tests[len(conds) // 2][:2]) else 1.0
+        cols["curve"].append(np.full(points_per_curve, k))
+        cols["t"].append(np.full(points_per_curve, t_c))
+        cols["r"].append(np.full(points_per_curve, rate))
+        cols["e"].append(e)
+        cols["s"].append(s * offset * (1.0 + noise))
+        names.append(f"syn_{name}_T{t_c:g}_R{rate:g}" + (f"_rep{rep}" if rep else ""))
+    return FlowCurves(curve=np.concatenate(cols["curve"]), temperature=np.concatenate(cols["t"]),
+                      strain_rate=np.concatenate(cols["r"]), strain=np.concatenate(cols["e"]),
+                      stress=np.concatenate(cols["s"]), curve_names=names, extras={},
+                      source=f"synthetic_{name}", synthetic=True)

@@ -39,8 +39,10 @@ import numpy as np
 import torch
 from torch.func import functional_call, jacrev, vmap
 
+from . import anchored
 from .augment import add_noise, flag_outliers, smote
 from .baselines import Arrhenius, without_zero_strain
+from .coverage import Coverage
 from .errors import NeumatInputError
 from .flow_curves import FlowCurves
 from .flownet import FlowNet
@@ -54,9 +56,33 @@ FEATURE_UNITS = {"strain": "-", "strain_rate": "1/s", "temperature": "C"}
 RATE_FLOOR_FACTOR = 0.1     # rate_floor = 0.1 × the smallest training strain rate (1/s)
 
 
+METHODS = ("anchored", "network")
+
+
+class TrainingFailedError(RuntimeError):
+    """The trained model's own fit is absurd (non-finite, non-positive or far off its training
+    curves): it must not be saved or exported (``neumat train`` exits with code 1)."""
+
+
 @dataclass
 class TrainConfig:
-    """All hyper-parameters of one training (JSON-able; ``neumat train --config`` reads it)."""
+    """All hyper-parameters of one training (JSON-able; ``neumat train --config`` reads it).
+
+    ``method``: ``anchored`` (default: Arrhenius base × bounded correction, strength chosen by
+    inner cross-validation, ``constitutive.anchored``) or ``network`` (the seed method: residual
+    network with transfer from Arrhenius, early stopping on validation curves; the settings
+    below ``method``'s own). A config dict without ``method`` (written before the anchored
+    method existed) is read as ``network``."""
+    method: str = "anchored"
+    anchor_spec: str = "4-R-8-A-4-A-R-1"  # correction network (the fixed bound layer -A-1 is appended)
+    anchor_bound: float = 0.5            # |σ/σ_A − 1| ≤ bound
+    anchor_strengths: list = field(default_factory=lambda: [0.1, 1.0])   # κ, pull to the law
+    anchor_weight_decay: float = 1e-5
+    anchor_orders: list = field(default_factory=lambda: [5, 9])
+    anchor_loglinear: bool = True        # the log-linear Zener–Hollomon base is a candidate too
+    anchor_iters: int = 80               # Levenberg–Marquardt iterations per fit
+    anchor_points: int = 30              # points per curve for the correction fit
+    inner_folds: int = 4                 # inner cross-validation folds (whole conditions)
     spec: str = "4-R-16-A-8-A-R-1"
     activation: str = "tanh"
     dropout: float = 0.0
@@ -101,6 +127,7 @@ class TrainConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise NeumatInputError(f"{source}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        d.setdefault("method", "network")
         cfg = cls(**d)
         cfg.validate(source)
         return cfg
@@ -125,6 +152,14 @@ class TrainConfig:
         def need(ok, msg):
             if not ok:
                 raise NeumatInputError(f"{source}: {msg}")
+        need(self.method in METHODS, f"method must be one of {', '.join(METHODS)}")
+        need(0 < self.anchor_bound < 1, "anchor_bound must be in (0, 1)")
+        need((len(self.anchor_orders) > 0 or self.anchor_loglinear) and all(1 <= int(o) <= 9 for o in self.anchor_orders),
+             "anchor_orders must list Arrhenius orders 1…9 (it may be empty only with anchor_loglinear)")
+        need(all(float(v) >= 0 for v in self.anchor_strengths) and self.anchor_weight_decay >= 0,
+             "anchor_strengths and anchor_weight_decay must be >= 0")
+        need(self.inner_folds >= 2, "inner_folds must be >= 2")
+        need(self.anchor_iters >= 1 and self.anchor_points >= 5, "anchor_iters >= 1, anchor_points >= 5")
         need(self.lr > 0 and self.lr_final > 0, "lr and lr_final must be > 0")
         need(self.weight_decay >= 0, "weight_decay must be >= 0")
         need(self.max_steps >= 1, "max_steps must be >= 1")
@@ -143,7 +178,8 @@ class TrainConfig:
     def quick(cls, **kw) -> "TrainConfig":
         """Small and fast (seconds): for tests and the demo."""
         base = dict(max_steps=500, patience=300, transfer_max_steps=400, points_per_curve=25,
-                    eval_every=25, transfer_points=4096, transfer_batch=512, lm_steps=20, lm_patience=10)
+                    eval_every=25, transfer_points=4096, transfer_batch=512, lm_steps=20, lm_patience=10,
+                    anchor_iters=15, anchor_points=15, anchor_strengths=[0.03], anchor_orders=[5], inner_folds=3)
         base.update(kw)
         return cls(**base)
 
@@ -154,8 +190,11 @@ class TrainedModel:
 
     def __init__(self, net: ResidualMLP, in_tf: InputTransform, out_tf: OutputTransform,
                  config: TrainConfig, feature_names: list[str], box_lo, box_hi, rate_floor: float,
-                 arrhenius: dict | None = None, history: list | None = None, info: dict | None = None):
+                 arrhenius: dict | None = None, history: list | None = None, info: dict | None = None,
+                 anchor: dict | None = None):
         self.net = net
+        # anchor: the log-linear base of the anchored model, ln σ = c + w·z + net(z) (net bounded)
+        self.anchor = anchor
         self.net64 = net.float64_copy()
         self.in_tf, self.out_tf, self.config = in_tf, out_tf, config
         self.feature_names = list(feature_names)
@@ -181,6 +220,8 @@ class TrainedModel:
         z = self.in_tf.transform(x)
         with torch.no_grad():
             h = self.net64(torch.from_numpy(z)).numpy()
+        if self.anchor is not None:
+            h = h + z @ np.asarray(self.anchor["w"]) + self.anchor["c"]
         return self.out_tf.inverse(h, self.base_stress(x))
 
     def predict_curves(self, curves: FlowCurves) -> np.ndarray:
@@ -193,15 +234,42 @@ class TrainedModel:
             base = {"mode": self.out_tf.hybrid, "arrhenius": self.arrhenius}
         units = [FEATURE_UNITS.get(n, "-") for n in self.feature_names]
         m = {"spec": self.net.spec, "activation": self.net.activation, **self.info, **(meta or {})}
-        return FlowNet(self.feature_names, units, cols, self.net64.flownet_ops(), self.out_tf.flownet_output(),
+        ops = self.net64.flownet_ops() if self.anchor is None else self._anchor_ops()
+        return FlowNet(self.feature_names, units, cols, ops, self.out_tf.flownet_output(),
                        box_lo=self.box_lo, box_hi=self.box_hi, rate_floor=self.rate_floor,
                        box_policy=self.config.box_policy, base=base, meta=to_jsonable(m))
+
+    def _anchor_ops(self) -> list[dict]:
+        """FlowNet ops of ln σ = c + w·z + net(z): h = [z; c + w·z] is kept (push), the network
+        reads z (a zero column for the base slot), its last 1 → 1 layer (the bound) writes into
+        the base slot, the residual add sums, and a last linear layer picks the slot."""
+        w = np.asarray(self.anchor["w"], dtype=float)
+        c_in = len(w)
+        W0 = np.vstack([np.eye(c_in), w[None, :]])
+        b0 = np.concatenate([np.zeros(c_in), [float(self.anchor["c"])]])
+        ops = [{"op": "linear", "W": W0, "b": b0}, {"op": "push"}]
+        inner = self.net64.flownet_ops()
+        first = next(i for i, o in enumerate(inner) if o["op"] == "linear")
+        last = max(i for i, o in enumerate(inner) if o["op"] == "linear")
+        for i, o in enumerate(inner):
+            o = dict(o)
+            if i == first:
+                o["W"] = np.hstack([o["W"], np.zeros((o["W"].shape[0], 1))])
+            if i == last:
+                o["W"] = np.vstack([np.zeros((c_in, 1)), o["W"]])
+                o["b"] = np.concatenate([np.zeros(c_in), o["b"]])
+            ops.append(o)
+        ops += [{"op": "add"}, {"op": "linear", "W": np.concatenate([np.zeros(c_in), [1.0]])[None, :],
+                                "b": np.zeros(1)}]
+        return ops
 
     def state(self) -> dict:
         return {"config": self.config.to_dict(), "feature_names": self.feature_names,
                 "in_transform": self.in_tf.to_dict(), "out_transform": self.out_tf.to_dict(),
                 "box_lo": self.box_lo, "box_hi": self.box_hi, "rate_floor": self.rate_floor,
-                "arrhenius": self.arrhenius, "info": to_jsonable(self.info)}
+                "arrhenius": self.arrhenius, "anchor": self.anchor, "info": to_jsonable(self.info),
+                "net_spec": self.net.spec,
+                "net_activation": self.net.activation}
 
     def save(self, folder) -> None:
         """weights.pt (torch state dict) + transforms.json (everything needed to rebuild it)."""
@@ -216,10 +284,12 @@ class TrainedModel:
         st = json.loads((folder / "transforms.json").read_text())
         cfg = TrainConfig.from_dict(st["config"])
         in_tf = InputTransform.from_dict(st["in_transform"])
-        net = ResidualMLP(cfg.spec, len(in_tf.columns), cfg.activation, cfg.dropout)
+        net = ResidualMLP(st.get("net_spec", cfg.spec), len(in_tf.columns), st.get("net_activation", cfg.activation),
+                          cfg.dropout)
         net.load_state_dict(torch.load(folder / "weights.pt", weights_only=True))
         return cls(net, in_tf, OutputTransform.from_dict(st["out_transform"]), cfg, st["feature_names"],
-                   st["box_lo"], st["box_hi"], st["rate_floor"], st["arrhenius"], info=st["info"])
+                   st["box_lo"], st["box_hi"], st["rate_floor"], st["arrhenius"], info=st["info"],
+                   anchor=st.get("anchor"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -354,9 +424,20 @@ def _train_loop(net, z, t, cfg: TrainConfig, gen: torch.Generator, evaluate, *, 
 
 def fit(curves: FlowCurves, config: TrainConfig | None = None, seed: int = 0, progress: bool = False,
         arrhenius: dict | None = None, log=None) -> TrainedModel:
-    """Train one model on ``curves`` (the held-out curves must already be removed)."""
+    """Train one model on ``curves`` (the held-out curves must already be removed). The model
+    carries the measured conditions (``info["coverage"]``, constitutive.coverage): every consumer
+    of the exported file flags evaluations away from them."""
+    model = _fit(curves, config, seed, progress, arrhenius, log)
+    model.info["coverage"] = Coverage.from_curves(curves).to_dict()
+    return model
+
+
+def _fit(curves: FlowCurves, config: TrainConfig | None, seed: int, progress: bool,
+         arrhenius: dict | None, log) -> TrainedModel:
     cfg = config or TrainConfig()
     cfg.validate()
+    if cfg.method == "anchored":
+        return _fit_anchored(curves, cfg, seed, log)
     say = log or (lambda *a: None)
     torch.set_num_threads(max(1, int(cfg.threads)))
     torch.manual_seed(seed)
@@ -475,6 +556,76 @@ def fit(curves: FlowCurves, config: TrainConfig | None = None, seed: int = 0, pr
             f"→ {win.info['variant']}")
         return win
     return run(tr_full, "all points")
+
+
+def _fit_anchored(curves: FlowCurves, cfg: TrainConfig, seed: int, log=None) -> TrainedModel:
+    """The anchored model (``constitutive.anchored``) as a TrainedModel (hybrid multiplicative)."""
+    torch.set_num_threads(max(1, int(cfg.threads)))
+    torch.manual_seed(seed)
+    curves = without_zero_strain(curves)
+    if curves.n_curves < 2:
+        raise NeumatInputError(f"training needs at least 2 curves, got {curves.n_curves}")
+    x_all = curves.features()
+    box_lo, box_hi = x_all.min(axis=0), x_all.max(axis=0)
+    rate_floor = RATE_FLOOR_FACTOR * float(box_lo[1])
+    res = anchored.select_and_fit(curves, cfg, seed, (box_lo, box_hi), log=log)
+    corr, base = res["correction"], res["base"]
+    if corr is None:     # the base law alone: a network whose output is exactly 0
+        if base["kind"] == "loglinear":
+            in_tf = base["in_tf"]
+        else:
+            in_tf = InputTransform(curves.feature_names, anchored.loglinear_spec()).fit(x_all, q=anchored.base_q(base))
+        net = anchored.make_net(cfg.anchor_spec, len(in_tf.columns), cfg.anchor_bound, seed)
+    else:
+        net, in_tf = corr.net, corr.in_tf
+    info = {"seed": int(seed), "method": "anchored", "anchored": res["info"], "transfer": None,
+            "validation_curves": []}
+    if base["kind"] == "arrhenius":
+        out_tf = OutputTransform("affine", "multiplicative", 0.0, 1.0)
+        return TrainedModel(net, in_tf, out_tf, cfg, curves.feature_names, box_lo, box_hi, rate_floor,
+                            base["params"], [], info)
+    out_tf = OutputTransform("log", "none", 0.0, 1.0)
+    anchor = {"kind": "loglinear", "w": list(base["w"]), "c": float(base["c"])}
+    return TrainedModel(net, in_tf, out_tf, cfg, curves.feature_names, box_lo, box_hi, rate_floor,
+                        None, [], info, anchor=anchor)
+
+
+def check_trained(model: TrainedModel, curves: FlowCurves, max_mare_pct: float = 50.0) -> dict:
+    """Raise ``TrainingFailedError`` when the model's fit of its OWN training curves is absurd:
+    a non-finite or non-positive stress on the training points or on a grid of the training box,
+    or a training MARE above ``max_mare_pct`` % and above 3 × the Arrhenius base's. Returns the
+    training scores."""
+    c = without_zero_strain(curves)
+    pred = model.predict_curves(c)
+    bad = ~np.isfinite(pred) | (pred <= 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise TrainingFailedError(
+            f"the trained model predicts {pred[i]:.4g} MPa on its own training curve {c.curve_names[c.curve[i]]} "
+            f"at strain {c.strain[i]:.4g} ({int(bad.sum())} of {len(pred)} training points non-finite or <= 0); "
+            "the model is not saved; try --method anchored or another seed")
+    lo, hi = np.asarray(model.box_lo), np.asarray(model.box_hi)
+    g = np.meshgrid(np.linspace(lo[0], hi[0], 9), np.exp(np.linspace(np.log(lo[1]), np.log(hi[1]), 7)),
+                    np.linspace(lo[2], hi[2], 7), indexing="ij")
+    xg = np.column_stack([v.ravel() for v in g] + [np.full(g[0].size, 0.5 * (a + b)) for a, b in zip(lo[3:], hi[3:])])
+    pg = model.predict(xg)
+    badg = ~np.isfinite(pg) | (pg <= 0)
+    if badg.any():
+        j = int(np.flatnonzero(badg)[0])
+        raise TrainingFailedError(
+            f"the trained model predicts {pg[j]:.4g} MPa inside its training box at strain {xg[j, 0]:.3g}, "
+            f"rate {xg[j, 1]:.3g} 1/s, T {xg[j, 2]:.4g} °C; the model is not saved")
+    s = scores(pred, c.stress)
+    ref = None
+    if model.arrhenius is not None:
+        sa = arrhenius_stress(model.arrhenius, c.strain, c.strain_rate, c.temperature)
+        if np.all(np.isfinite(sa)):
+            ref = mare_pct(sa, c.stress)
+    if s["mare_pct"] > max_mare_pct and (ref is None or s["mare_pct"] > 3.0 * ref):
+        raise TrainingFailedError(
+            f"the trained model misses its own training curves by {s['mare_pct']:.4g} % MARE"
+            + (f" (its Arrhenius base: {ref:.4g} %)" if ref is not None else "") + "; the model is not saved")
+    return s
 
 
 def _lm_polish(net, z, t, cfg: TrainConfig, evaluate, history, crit0: float) -> dict:

@@ -10,6 +10,12 @@ through :func:`read_model_info`.
   :data:`OUTPUT_GRAD`: float64 ``(N, F)``, ∂σ/∂x_k in MPa per unit of input k.
 * **Operators**: only those in :data:`EMITTED_OPS`, default ONNX domain, opset
   :data:`DEFAULT_OPSET` or later.
+* **Data coverage** (optional key ``coverage``): the measured conditions (T °C, rate 1/s, extras),
+  the last strain per condition, the normalisation spacing and the threshold of
+  ``constitutive.coverage`` (normalised space (T, log10 ε̇, extras) / typical grid spacing; outside
+  the data when farther than ``threshold`` spacings from every condition or past the curves' last
+  strain; strain from 0 to the first measured point inside). Files without it still load: every
+  consumer then falls back to the training box (strain from 0 inside).
 * **Metadata** (``model.metadata_props``): every value is a JSON string; the keys are the values
   of :data:`METADATA_KEYS`; :data:`REQUIRED_KEYS` must be present, ``format`` equal to
   :data:`ONNX_FORMAT`.
@@ -24,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from constitutive.coverage import Coverage
 from constitutive.errors import NeumatInputError
 
 ONNX_FORMAT = "neumat-onnx/1"
@@ -37,7 +44,7 @@ BOX_POLICIES = ("clamp", "extrapolate")
 
 #: The ONNX operator types the exporter may emit (default domain). A translator that covers
 #: exactly these covers every exported model.
-EMITTED_OPS = ("MatMul", "Add", "Sub", "Mul", "Div", "Neg", "Exp", "Log", "Tanh", "Sqrt", "Pow",
+EMITTED_OPS = ("MatMul", "Gemm", "Add", "Sub", "Mul", "Div", "Neg", "Exp", "Log", "Tanh", "Sqrt", "Pow",
                "Max", "Min", "Greater", "Less", "Where", "Concat", "Slice", "Reshape")
 
 #: metadata_props keys (values are JSON strings), by short name.
@@ -58,6 +65,7 @@ METADATA_KEYS = {
     "source": "neumat.source",                  # the model.json path it was exported from, or null
     "base": "neumat.base",                      # hybrid base mode: "additive" | "multiplicative" | null
     "meta": "neumat.meta",                      # the full FlowNet.meta dict
+    "coverage": "neumat.coverage",              # the measured conditions (constitutive.coverage); optional
 }
 #: the short names every consumer needs
 REQUIRED_KEYS = ("format", "feature_names", "box_lo", "box_hi", "rate_floor", "box_policy")
@@ -94,6 +102,7 @@ class ModelInfo:
     rate_floor: float             # 1/s
     box_policy: str               # "clamp" | "extrapolate"
     metadata: dict = field(default_factory=dict)   # short name -> decoded value (read_metadata)
+    coverage: Coverage | None = None   # the measured conditions; None in files without them (box fallback)
 
     @property
     def n_features(self) -> int:
@@ -109,7 +118,8 @@ class ModelInfo:
         return dict(feature_names=list(self.feature_names), feature_units=list(self.feature_units),
                     box_lo=[float(v) for v in self.box_lo], box_hi=[float(v) for v in self.box_hi],
                     rate_floor=self.rate_floor, box_policy=self.box_policy,
-                    n_features=self.n_features, metadata=self.metadata)
+                    n_features=self.n_features, metadata=self.metadata,
+                    coverage=None if self.coverage is None else self.coverage.to_dict())
 
 
 def _fail(path, what: str) -> NeumatInputError:
@@ -169,7 +179,13 @@ def read_model_info(source: str | Path, *, data: bytes | None = None) -> ModelIn
     if policy not in BOX_POLICIES:
         raise _fail(path, f"metadata box_policy '{policy}' is not one of {', '.join(BOX_POLICIES)}")
     units = list(meta.get("feature_units", ["?"] * f))
+    coverage = None
+    if meta.get("coverage") is not None:
+        try:
+            coverage = Coverage.from_dict(meta["coverage"], f)
+        except NeumatInputError as exc:
+            raise _fail(path, f"metadata {METADATA_KEYS['coverage']}: {exc}") from None
     return ModelInfo(path=path, model=model, model_bytes=bytes(data),
                      sha256=hashlib.sha256(data).hexdigest(), opset=opset_of(model),
                      feature_names=names, feature_units=units, box_lo=lo, box_hi=hi,
-                     rate_floor=rate_floor, box_policy=policy, metadata=meta)
+                     rate_floor=rate_floor, box_policy=policy, metadata=meta, coverage=coverage)

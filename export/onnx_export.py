@@ -14,11 +14,13 @@ exporter fills that contract:
   ``rate_floor`` is evaluated at the floor (its derivative is then 0); with ``box_policy ==
   "clamp"`` every input is clamped to ``[box_lo, box_hi]`` and the derivative with respect to a
   clamped input is 0; with ``"extrapolate"`` only the rate floor applies.
-* **Derivatives** by forward-mode propagation: the Jacobian of the hidden row with respect to
-  the F inputs is carried as ONE 2-D tensor of shape ``(N·F, width)`` whose row ``n·F + k`` is
-  ∂h[n, :]/∂x_k, so every linear layer is one 2-D ``MatMul`` for the values and one for the
-  tangents; element-wise derivative factors are applied by reshaping the tangent to
-  ``(N, F, width)`` and multiplying with the factor reshaped to ``(N, 1, width)``.
+* **Derivatives** by one reverse sweep (the flow stress is a scalar per point): the forward pass
+  keeps each activation's derivative f'(h) (N, width) (a linear layer forward is one ``Gemm``,
+  h Wᵀ + b); going back from the output, a linear
+  layer is one ``MatMul`` with its weight matrix (gradient (N, out) @ W (out, in)), an activation
+  one ``Mul`` with f'(h), a residual ``add`` passes its gradient to the matching ``push``; the
+  input columns' derivative factors then give ∂σ/∂x_used (N, F). Twice the cost of the values,
+  whatever F (forward-mode tangents cost F + 1 times).
 * **Operators**: only those in ``contract.EMITTED_OPS`` (all in the default ONNX domain, opset
   ``contract.DEFAULT_OPSET`` or later); constants are graph initializers (no ``Constant`` nodes).
   Scalars are 0-d initializers; ``Slice`` takes int64 initializers ``starts, ends, axes``;
@@ -40,6 +42,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from constitutive.flownet import GAS_CONSTANT, KELVIN, LEAKY_SLOPE, MODEL_FORMAT, FlowNet
+from constitutive.jsonio import write_atomic
 
 from .contract import (DEFAULT_OPSET, EMITTED_OPS, INPUT_NAME, METADATA_KEYS, ONNX_FORMAT, OUTPUT_GRAD,
                        OUTPUT_SIGMA, STRESS_UNIT)
@@ -120,19 +123,20 @@ def _policy(g: _Builder, net: FlowNet) -> tuple[str, str]:
     one, zero = g.const(1.0), g.const(0.0)
     clo, chi = g.const(lo, "box_lo"), g.const(hi, "box_hi")
     xu = g.op("Max", INPUT_NAME, clo)
-    mask = g.op("Where", g.op("Less", INPUT_NAME, clo), zero, one)
+    inside = one
     if net.box_policy == "clamp":
         xu = g.op("Min", xu, chi)
-        mask = g.mul(mask, g.op("Where", g.op("Greater", INPUT_NAME, chi), zero, one))
+        inside = g.op("Where", g.op("Greater", INPUT_NAME, chi), zero, one)
+    mask = g.op("Where", g.op("Less", INPUT_NAME, clo), zero, inside)
     return xu, mask
 
 
-def _columns(g: _Builder, net: FlowNet, xu: str) -> tuple[str, str]:
-    """z (N, C) and the initial tangent dz/dx_used stacked as (N·F, C)."""
-    f, ncol = net.n_features, len(net.columns)
+def _columns(g: _Builder, net: FlowNet, xu: str) -> tuple[str, list[dict], list[str]]:
+    """z (N, C); per column j the derivative factors {feature k: dz_j/dx_used_k}, each an (N, 1)
+    tensor name or a float (a constant derivative); the F columns of x_used."""
+    f = net.n_features
     cols = [g.col(xu, k) for k in range(f)]
-    zero_vec = g.mul(cols[0], g.const(0.0))           # (N, 1) zeros
-    zs, derivs = [], []                                # derivs[j] = {feature: (N,1) dz_j/dx_k}
+    zs, derivs = [], []
     for c in net.columns:
         kind = c["kind"]
         if kind == "identity":
@@ -155,7 +159,7 @@ def _columns(g: _Builder, net: FlowNet, xu: str) -> tuple[str, str]:
         else:
             raise ValueError(f"unknown column kind '{kind}'")
         p = c.get("power")
-        scale = float(c["scale"])
+        scale, shift = float(c["scale"]), float(c["shift"])
         if p:
             gam, beta = float(p["gamma"]), float(p["beta"])
             base = g.add(u, g.const(gam))
@@ -163,19 +167,14 @@ def _columns(g: _Builder, net: FlowNet, xu: str) -> tuple[str, str]:
             dv = g.op("Pow", base, g.const(beta - 1.0))
         else:
             v, dv = u, None
-        zs.append(g.div(g.sub(v, g.const(float(c["shift"]))), g.const(scale)))
+        zc = v if shift == 0.0 else g.sub(v, g.const(shift))      # x − 0 and x / 1 are exact: skipped
+        zs.append(zc if scale == 1.0 else g.div(zc, g.const(scale)))
         dz = {}
         for k, d in du.items():
             fac = dv if d is None else (d if dv is None else g.mul(d, dv))
-            if fac is None:                            # constant derivative 1/scale
-                dz[k] = g.add(zero_vec, g.const(1.0 / scale))
-            else:
-                dz[k] = g.div(fac, g.const(scale))
+            dz[k] = (1.0 / scale) if fac is None else (fac if scale == 1.0 else g.div(fac, g.const(scale)))
         derivs.append(dz)
-    z = g.concat(zs, axis=1)
-    parts = [derivs[j].get(k, zero_vec) for k in range(f) for j in range(ncol)]
-    tangent = g.reshape(g.concat(parts, axis=1), [-1, ncol])   # (N, F·C) → (N·F, C)
-    return z, tangent
+    return g.concat(zs, axis=1), derivs, cols
 
 
 def _activation(g: _Builder, fn: str, h: str) -> tuple[str, str]:
@@ -203,11 +202,14 @@ def _activation(g: _Builder, fn: str, h: str) -> tuple[str, str]:
     raise ValueError(f"unknown activation '{fn}'")
 
 
-def _network(g: _Builder, net: FlowNet, z: str, tangent: str,
+def _network(g: _Builder, net: FlowNet, z: str, zero_vec: str,
              out_scale: float = 1.0) -> tuple[str, str, int]:
-    """h and its tangent after ``net.ops``; ``out_scale`` is folded into the last linear op."""
-    f = net.n_features
-    h, t, width = z, tangent, len(net.columns)
+    """h after ``net.ops`` (``out_scale`` folded into the last linear op) and, by one reverse
+    sweep, ∂h[:, 0]/∂z (N, C): the values of the activations' derivatives are kept from the
+    forward pass; going back, a linear op is one ``MatMul`` with W (g (N, out) @ W (out, in)), an
+    activation one ``Mul``, a residual ``add`` hands its gradient to the matching ``push``."""
+    h, width = z, len(net.columns)
+    tape = []                                       # (kind, data) of the forward pass
     stack = []
     for i, op in enumerate(net.ops):
         kind = op["op"]
@@ -218,24 +220,70 @@ def _network(g: _Builder, net: FlowNet, z: str, tangent: str,
                 W, b = W * out_scale, b * out_scale
             if W.ndim != 2 or W.shape[1] != width or b.shape != (W.shape[0],):
                 raise ValueError(f"op {i}: W {W.shape} / b {b.shape} do not fit width {width}")
-            wt = g.const(np.ascontiguousarray(W.T), f"W{i}T")
-            h = g.add(g.op("MatMul", h, wt), g.const(b, f"b{i}"))
-            t = g.op("MatMul", t, wt)
+            h = g.op("Gemm", h, g.const(np.ascontiguousarray(W.T), f"W{i}T"), g.const(b, f"b{i}"))
+            tape.append(("linear", (i, W)))
             width = W.shape[0]
         elif kind == "act":
             h, d = _activation(g, op["fn"], h)
-            t3 = g.reshape(t, [-1, f, width])
-            t = g.reshape(g.mul(t3, g.reshape(d, [-1, 1, width])), [-1, width])
+            tape.append(("act", d))
         elif kind == "push":
-            stack.append((h, t, width))
+            stack.append((h, width))
+            tape.append(("push", None))
         elif kind == "add":
-            hs, ts, ws = stack.pop()
+            hs, ws = stack.pop()
             if ws != width:
                 raise ValueError(f"op {i}: residual add of width {ws} onto width {width}")
-            h, t = g.add(h, hs), g.add(t, ts)
+            tape.append(("add", None))
+            h = g.add(h, hs)
         else:
             raise ValueError(f"unknown op '{kind}'")
-    return h, t, width
+    if width != 1:
+        raise ValueError(f"the network ends with width {width}; the flow stress needs width 1")
+    # reverse sweep: gr is ∂h_out/∂(current tensor), (N, width) — or None: the identity (width 1)
+    gr, skips = None, []
+    for kind, data in reversed(tape):
+        if kind == "linear":
+            i, W = data
+            if gr is None:                              # first step back: the row of W, on N rows
+                gr = g.add(zero_vec, g.const(W[0], f"W{i}row"))
+            else:
+                gr = g.op("MatMul", gr, g.const(np.ascontiguousarray(W), f"W{i}"))
+        elif kind == "act":
+            gr = g.mul(_ones_if_none(g, gr, zero_vec), data)
+        elif kind == "add":
+            skips.append(gr)
+        elif kind == "push":
+            s = skips.pop()
+            gr = s if gr is None else (gr if s is None else g.add(gr, s))
+    return h, _ones_if_none(g, gr, zero_vec), width
+
+
+def _chain_columns(g: _Builder, gz: str, derivs: list[dict], f: int, zero_vec: str) -> str:
+    """∂h/∂x_used (N, F) = Σ_j ∂h/∂z_j · ∂z_j/∂x_k, from the reverse sweep's ∂h/∂z (N, C)."""
+    ncol = len(derivs)
+    gcol = [gz if ncol == 1 else g.col(gz, j) for j in range(ncol)]
+    parts = []
+    for k in range(f):
+        terms = []
+        for j, dz in enumerate(derivs):
+            if k in dz:
+                fac = dz[k]
+                if isinstance(fac, float):
+                    terms.append(gcol[j] if fac == 1.0 else g.mul(gcol[j], g.const(fac)))
+                else:
+                    terms.append(g.mul(gcol[j], fac))
+        if not terms:
+            parts.append(zero_vec)
+            continue
+        acc = terms[0]
+        for t in terms[1:]:
+            acc = g.add(acc, t)
+        parts.append(acc)
+    return g.concat(parts, axis=1)
+
+
+def _ones_if_none(g: _Builder, gr: str | None, zero_vec: str) -> str:
+    return g.add(zero_vec, g.const(1.0)) if gr is None else gr
 
 
 def _poly(g: _Builder, coeffs, e: str) -> tuple[str, str]:
@@ -303,16 +351,15 @@ def build_model(net: FlowNet, opset: int = DEFAULT_OPSET, source: str | None = N
                          "need >= 3 features (strain, strain rate, temperature) and one bound each")
     g = _Builder()
     xu, mask = _policy(g, net)
-    z, tangent = _columns(g, net, xu)
+    z, derivs, cols = _columns(g, net, xu)
+    zero_vec = g.mul(cols[0], g.const(0.0))                                          # (N, 1) zeros
     o = net.output
     # the output scale is folded into the last linear op when there is one: onnxruntime's
     # extended optimisations would otherwise fuse "MatMul then Mul by a scalar" into a
     # FusedMatMul whose alpha is float32 (1e-8 relative error)
     fold = bool(net.ops) and net.ops[-1]["op"] == "linear"
-    h, t, width = _network(g, net, z, tangent, float(o["scale"]) if fold else 1.0)
-    if width != 1:
-        h, t = g.col(h, 0), g.col(t, 0)
-    dy = g.reshape(t, [-1, f])                                                       # (N, F)
+    h, gz, width = _network(g, net, z, zero_vec, float(o["scale"]) if fold else 1.0)
+    dy = _chain_columns(g, gz, derivs, f, zero_vec)                                  # (N, F)
     if not fold:
         h = g.mul(h, g.const(float(o["scale"])))
         dy = g.mul(dy, g.const(float(o["scale"])))
@@ -367,6 +414,8 @@ def build_model(net: FlowNet, opset: int = DEFAULT_OPSET, source: str | None = N
         "base": net.base["mode"] if net.base else None,
         "meta": meta,
     }
+    cov = net.data_coverage                     # checked here; null for a model without conditions
+    values["coverage"] = None if cov is None else cov.to_dict()
     onnx.helper.set_model_props(model, {METADATA_KEYS[k]: json.dumps(v, default=str) for k, v in values.items()})
     onnx.checker.check_model(model, full_check=True)
     return model
@@ -376,7 +425,6 @@ def export_onnx(net: FlowNet, path: str | Path, opset: int = DEFAULT_OPSET, sour
     """Write ``net`` as ONNX to ``path`` (parent folders created); returns the path."""
     path = Path(path)
     model = build_model(net, opset=opset, source=source)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(path))
+    write_atomic(path, model.SerializeToString())        # temporary file, then rename
     return path
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from constitutive.coverage import Coverage, outside_data
 from constitutive.errors import NeumatInputError
 from constitutive.flownet import FlowNet
 from export.contract import read_model_info
@@ -35,6 +36,7 @@ class FlowStressBackend:
     box_hi: np.ndarray          # (F,)
     rate_floor: float           # 1/s
     box_policy: str             # "clamp" | "extrapolate"
+    coverage: Coverage | None = None   # the measured conditions (None: the box is the fallback)
 
     @property
     def n_features(self) -> int:
@@ -64,15 +66,27 @@ class FlowStressBackend:
         raise NotImplementedError
 
     def out_of_box(self, x) -> np.ndarray:
-        """Boolean per row: any input outside the training box (a rate below the floor is
-        raised to the floor first, as the model evaluates it)."""
-        x = np.array(self.check_x(x), copy=True)
-        x[:, 1] = np.maximum(x[:, 1], self.rate_floor)
-        return np.any((x < self.box_lo) | (x > self.box_hi), axis=1)
+        """Boolean per row: the evaluation lies outside the data (``constitutive.coverage``): farther
+        than the threshold from every measured condition in normalised (T, log10 ε̇, extras) space,
+        or strain beyond the curves' last strain (strain from 0 to the first measured point is
+        inside); for a model without coverage, outside the training box (strain from 0 inside).
+        The rate is raised to the floor first, as the model evaluates it."""
+        return outside_data(self.check_x(x), self.coverage, self.box_lo, self.box_hi, self.rate_floor)
+
+    def temperature_outside(self, temperature) -> np.ndarray:
+        """Boolean per value (°C): the temperature alone is outside the data (farther than the
+        threshold from every measured temperature; without coverage: outside the box)."""
+        t = np.asarray(temperature, dtype=float).reshape(-1)
+        if self.coverage is not None:
+            return self.coverage.temperature_outside(t)
+        with np.errstate(invalid="ignore"):
+            return ~((t >= self.box_lo[2]) & (t <= self.box_hi[2]))
 
     def describe(self) -> str:
         box = ", ".join(f"{n} [{lo:g}, {hi:g}]" for n, lo, hi in zip(self.feature_names, self.box_lo, self.box_hi))
-        return f"{type(self).__name__}: {box}; rate floor {self.rate_floor:g} 1/s; box policy {self.box_policy}"
+        cov = self.coverage.describe() if self.coverage is not None else "no measured conditions recorded (box rule)"
+        return (f"{type(self).__name__}: {box}; rate floor {self.rate_floor:g} 1/s; box policy {self.box_policy}; "
+                f"{cov}")
 
 
 class FlowNetBackend(FlowStressBackend):
@@ -89,6 +103,7 @@ class FlowNetBackend(FlowStressBackend):
         self.box_hi = np.asarray(net.box_hi, dtype=float)
         self.rate_floor = float(net.rate_floor)
         self.box_policy = net.box_policy
+        self.coverage = net.data_coverage
 
     def _evaluate(self, x):
         with np.errstate(all="ignore"):
@@ -115,6 +130,7 @@ class OnnxBackend(FlowStressBackend):
         self.box_hi = info.box_hi
         self.rate_floor = info.rate_floor
         self.box_policy = info.box_policy
+        self.coverage = info.coverage
         self.model_bytes = info.model_bytes      # what the session runs (shipped to Dask workers)
         self.threads = max(int(threads), 1)
         self.session = open_session(info, self.threads)

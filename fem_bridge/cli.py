@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from constitutive.errors import NeumatInputError
 
@@ -54,7 +55,10 @@ def register(sub) -> None:
     p.add_argument("--model", required=True, help="exported model (.onnx)")
     p.add_argument("--in", dest="mesh_in", required=True, help="input mesh file")
     p.add_argument("--out", dest="mesh_out", required=True, help="output mesh file (format from the suffix)")
-    p.add_argument("--temperature", help="temperature, °C: FIELD or VALUE")
+    p.add_argument("--temperature", help="temperature: FIELD or VALUE, in --temperature-unit (default °C)")
+    p.add_argument("--temperature-unit", choices=["C", "K", "F"], default="C",
+                   help="unit of --temperature (default C); converted to °C, the model's unit. A warning "
+                        "is printed when most rows fall outside the data in temperature")
     p.add_argument("--strain-rate", help="strain rate, 1/s: FIELD or VALUE (flow-stress mode)")
     p.add_argument("--plastic-strain", help="equivalent plastic strain: FIELD or VALUE")
     p.add_argument("--extra", action="append", metavar="NAME=FIELD|VALUE",
@@ -108,13 +112,25 @@ def register(sub) -> None:
 
 
 def run_mesh(args) -> int:
-    res, _ = evaluate_mesh(
+    with warnings.catch_warnings():            # the whole-run warnings are printed below, once
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res, _ = _evaluate_mesh_args(args)
+    print(res.summary())
+    for w in res.warnings:
+        print(f"neumat mesh: warning: {w}", file=sys.stderr)
+    return _report_mesh(args, res)
+
+
+def _evaluate_mesh_args(args):
+    return evaluate_mesh(
         args.model, args.mesh_in, args.mesh_out, temperature=args.temperature, strain_rate=args.strain_rate,
         plastic_strain=args.plastic_strain, extras=_extras(args.extra), strain_increment=args.strain_increment,
         dt=args.dt, stress=args.stress, state=args.state, E=args.E, nu=args.nu, location=args.at,
         chunk=args.chunk, backend=args.backend, progress=not args.no_progress and sys.stderr.isatty(),
-        dask=args.dask, dask_task_rows=args.dask_task_rows)
-    print(res.summary())
+        dask=args.dask, dask_task_rows=args.dask_task_rows, temperature_unit=args.temperature_unit)
+
+
+def _report_mesh(args, res) -> int:
     print(f"wrote {args.mesh_out}")
     if res.failures:
         label = res.location if res.values_per_entity == 1 else f"{res.location[:-1]} quadrature-point rows"

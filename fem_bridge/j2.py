@@ -63,7 +63,7 @@ class Update:
     statev: np.ndarray      # (N, NSTATV) (or the caller's wider state; extra columns untouched)
     status: np.ndarray      # (N,) int: conventions.OK / STEP_CUT / BAD_INPUT
     pnewdt: np.ndarray      # (N,) suggested time-step ratio: 1 when OK, PNEWDT_CUT otherwise
-    iterations: np.ndarray  # (N,) flow-stress evaluations of the Newton loop (0 when elastic)
+    iterations: np.ndarray  # (N,) flow-stress evaluations of a plastic step (guess and yield check included; 0 when elastic)
 
     @property
     def ok(self) -> np.ndarray:
@@ -95,7 +95,7 @@ def _elastic_parts(E, nu):
 
 
 def integrate(flow, stress, statev, dstran, dt, temperature, elastic: Elasticity, extras=None,
-              rate_floor=None) -> Update:
+              rate_floor=None, temperature_unit: str = "C") -> Update:
     """Stress update of N points over one increment (backward Euler, radial return).
 
     flow         a flow-stress backend (``fem_bridge.backends``), a FlowNet or a model path
@@ -103,16 +103,24 @@ def integrate(flow, stress, statev, dstran, dt, temperature, elastic: Elasticity
     statev       (N, m >= NSTATV) state at the start (layout ``conventions.STATEV``)
     dstran       (N, 6) strain increment, engineering shear
     dt           time increment, s: scalar or (N,)
-    temperature  temperature at the END of the increment, °C: scalar or (N,)
+    temperature  temperature at the END of the increment, in ``temperature_unit`` (default °C;
+                 "K" and "F" are converted to °C first): scalar or (N,)
     elastic      :class:`Elasticity` (constants or a table in temperature)
     extras       the model's extra features: (N, n_extras) or (n_extras,); None when it has none
     rate_floor   optional strain-rate floor override, 1/s: scalar or (N,); values <= 0 (or None)
                  use the model's floor (the model's own floor always applies inside it)
 
-    A bad point (non-finite input, dt <= 0, E <= 0, ν outside (−1, 0.5)) gets status BAD_INPUT,
+    A bad point (non-finite input, dt <= 0, E <= 0, ν outside (−1, 0.5), T below absolute zero,
+    p < 0 in STATEV, a strain-increment component beyond ``conventions.MAX_DSTRAN``) gets status BAD_INPUT,
     its stress and state unchanged and an elastic (finite) tangent; a point whose Newton loop
     does not converge gets STEP_CUT likewise. Neither affects the other points. Wrong array
     shapes for the whole call raise NeumatInputError.
+
+    With a backend that has the compiled N-point return mapping (``has_j2_update``: the
+    ``compiled`` kind), the valid points go to Fortran in one call (the UMAT's algorithm, OpenMP
+    over the points with the backend's ``threads``); otherwise numpy runs it here (the reference,
+    and the path of onnxruntime and numpy backends). Both give the same statuses, iteration
+    counts and outputs (to 1e-9 relative; tests/test_compiled_integrate.py).
     """
     flow = as_backend(flow)
     nf = int(flow.n_features)
@@ -125,7 +133,7 @@ def integrate(flow, stress, statev, dstran, dt, temperature, elastic: Elasticity
                                f"(columns {', '.join(cv.STATEV)})")
     dstran = _array("dstran", dstran, f"({n}, 6)", n=n, cols=cv.NTENS)
     dt = _per_point("dt", dt, n)
-    temp = _per_point("temperature", temperature, n)
+    temp = cv.to_celsius(_per_point("temperature", temperature, n), temperature_unit)
     if ne > 0:
         if extras is None:
             raise NeumatInputError(f"the model has {ne} extra feature(s) ({', '.join(flow.feature_names[3:])}); "
@@ -157,7 +165,8 @@ def integrate(flow, stress, statev, dstran, dt, temperature, elastic: Elasticity
         finite = (np.all(np.isfinite(stress), axis=1) & np.all(np.isfinite(statev[:, :cv.NSTATV]), axis=1)
                   & np.all(np.isfinite(dstran), axis=1) & np.isfinite(dt) & np.isfinite(temp)
                   & np.all(np.isfinite(ex), axis=1) & ~floor_bad)
-        good = elastic_ok & finite & (dt > 0)
+        good = (elastic_ok & finite & (dt > 0) & (temp >= cv.ABSOLUTE_ZERO_C) & (statev[:, cv.SV_P] >= 0)
+                & np.all(np.abs(dstran) <= cv.MAX_DSTRAN, axis=1))
 
     # outputs start as "unchanged, elastic tangent"; identity (MPa) where E, ν are unusable
     out_stress = stress.copy()
@@ -170,8 +179,12 @@ def integrate(flow, stress, statev, dstran, dt, temperature, elastic: Elasticity
     idx = np.flatnonzero(good)
     if idx.size:
         with np.errstate(all="ignore"):
-            _update(flow, idx, stress, statev, dstran, dt, temp, ex, floor, E, nu, ddsdde,
-                    out_stress, out_statev, status, iters)
+            if getattr(flow, "has_j2_update", False):       # the compiled backend: one call into Fortran
+                _update_compiled(flow, idx, stress, statev, dstran, dt, temp, ex, floor, E, nu, ddsdde,
+                                 out_stress, out_statev, status, iters)
+            else:
+                _update(flow, idx, stress, statev, dstran, dt, temp, ex, floor, E, nu, ddsdde,
+                        out_stress, out_statev, status, iters)
     pnewdt = np.where(status == cv.OK, 1.0, cv.PNEWDT_CUT)
     return Update(out_stress, ddsdde, out_statev, status, pnewdt, iters)
 
@@ -181,6 +194,24 @@ def _flow(flow, p, pdot, temp, ex, floor):
     x = np.column_stack([p, np.maximum(pdot, floor), temp, ex])
     sy, g = flow.evaluate(x)
     return sy, g[:, 0], np.where(pdot < floor, 0.0, g[:, 1]), x
+
+
+def _update_compiled(flow, idx, stress, statev, dstran, dt, temp, ex, floor, E, nu, ddsdde,
+                     out_stress, out_statev, status, iters):
+    """The points ``idx`` (all inputs valid) through the backend's Fortran return mapping
+    (``j2_update``: the same algorithm as :func:`_update`, OpenMP over the points): PROPS per
+    point with E, ν at T_end, the CalculiX temperature mode (T_end given) and the floor."""
+    props = np.empty((idx.size, cv.N_FIXED_PROPS + ex.shape[1]))
+    props[:, cv.PROP_E], props[:, cv.PROP_NU] = E[idx], nu[idx]
+    props[:, cv.PROP_TEMP_MODE] = cv.TEMP_MODE_CALCULIX
+    props[:, cv.PROP_RATE_FLOOR] = floor[idx]
+    props[:, cv.N_FIXED_PROPS:] = ex[idx]
+    s, sv, D, st, it = flow.j2_update(props, stress[idx], statev[idx, :cv.NSTATV], dstran[idx], dt[idx], temp[idx])
+    out_stress[idx] = s
+    out_statev[idx, :cv.NSTATV] = sv
+    ddsdde[idx] = D
+    status[idx] = st
+    iters[idx] = it
 
 
 def _update(flow, idx, stress, statev, dstran, dt, temp, ex, floor, E, nu, ddsdde,
@@ -195,33 +226,56 @@ def _update(flow, idx, stress, statev, dstran, dt, temp, ex, floor, E, nu, ddsdd
     q = np.sqrt(1.5 * (s * s) @ _SHEAR_W)
     p_n = statev[idx, cv.SV_P]
 
-    # yield check at (p_n, ṗ = 0 → floor, T_end): also Newton iteration 1 at Δp = 0
-    sy, hp, hr, _ = _flow(flow, p_n, np.zeros(idx.size), temp, ex, floor)
-    fail = ~np.isfinite(sy)
-    plastic = ~fail & (q > sy)
-    elastic = ~fail & ~plastic
+    # warm start (conventions, step 4): the previous increment's rate gives the guess g = ṗ_n Δt;
+    # r(g) > 0 proves the step plastic (r decreases in Δp), so the yield check is skipped
+    npt = idx.size
+    b0 = q / (3.0 * G)
+    guess = statev[idx, cv.SV_PDOT] * dt
+    warm = (guess > 0.0) & (guess < b0)
+    r_g, h_g = np.full(npt, np.nan), np.full(npt, np.nan)
+    x_g = np.full((npt, 3 + ex.shape[1]), np.nan)
+    w = np.flatnonzero(warm)
+    if w.size:
+        sy_w, hp_w, hr_w, x_g[w] = _flow(flow, p_n[w] + guess[w], guess[w] / dt[w], temp[w], ex[w], floor[w])
+        r_g[w] = q[w] - 3.0 * G[w] * guess[w] - sy_w
+        h_g[w] = hp_w + hr_w / dt[w]
+    usable = warm & np.isfinite(r_g) & np.isfinite(h_g)
+    proven = usable & ((r_g > 0.0) | (np.abs(r_g) <= cv.RTOL * q))        # plastic without the check
+    check = ~proven                                                       # cold, or r(g) < 0, or unusable
+    # yield check at (p_n, ṗ = 0 → floor, T_end); for a cold start also the Newton start Δp = 0
+    sy0, hp0, hr0 = np.full(npt, np.nan), np.full(npt, np.nan), np.full(npt, np.nan)
+    c = np.flatnonzero(check)
+    if c.size:
+        sy0[c], hp0[c], hr0[c], _ = _flow(flow, p_n[c], np.zeros(c.size), temp[c], ex[c], floor[c])
+    fail = check & ~np.isfinite(sy0)
+    elastic = check & ~fail & ~(q > sy0)
+    plastic = proven | (check & ~fail & (q > sy0))
 
     # elastic points
     e = idx[elastic]
     out_stress[e] = trial[elastic]
     out_statev[e, cv.SV_PDOT] = 0.0
 
-    # Newton on Δp in [0, q/(3G)] with bisection when a step leaves the bracket
+    # safeguarded Newton on Δp in the bracket [lo, hi] (conventions, step 5)
     m = np.flatnonzero(plastic)                    # positions within idx
     if m.size == 0:
         status[idx[fail]] = cv.STEP_CUT
         return
     q_m, G_m, dt_m = q[m], G[m], dt[m]
-    lo = np.zeros(m.size)
-    hi = q_m / (3.0 * G_m)
-    dp = np.zeros(m.size)
-    r = q_m - sy[m]
-    h = hp[m] + hr[m] / dt_m
+    from_guess = usable[m]                         # start at g (r(g) known), else at 0 (the check)
+    checked = check[m]
+    lo = np.where(from_guess & ~checked, guess[m], 0.0)
+    hi = np.where(from_guess & checked, guess[m], b0[m])
+    dp = np.where(from_guess, guess[m], 0.0)
+    r = np.where(from_guess, r_g[m], q_m - sy0[m])
+    h = np.where(from_guess, h_g[m], hp0[m] + hr0[m] / dt_m)
     dp_conv = np.full(m.size, np.nan)
     h_conv = np.full(m.size, np.nan)
-    x_conv = np.full((m.size, 3 + ex.shape[1]), np.nan)
-    x_conv[:, 0], x_conv[:, 1], x_conv[:, 2], x_conv[:, 3:] = p_n[m], np.maximum(0.0, floor[m]), temp[m], ex[m]
-    niter = np.ones(m.size, dtype=int)
+    x_conv = np.where(from_guess[:, None], x_g[m], np.nan)
+    cold = ~from_guess
+    x_conv[cold, 0], x_conv[cold, 1], x_conv[cold, 2] = p_n[m][cold], np.maximum(0.0, floor[m][cold]), temp[m][cold]
+    x_conv[cold, 3:] = ex[m][cold]
+    niter = 1 + (from_guess & checked)             # flow evaluations so far
     active = np.arange(m.size)                     # positions within m
     failed = np.zeros(m.size, bool)
     for it in range(1, cv.MAX_ITER + 1):
@@ -232,21 +286,25 @@ def _update(flow, idx, stress, statev, dstran, dt, temp, ex, floor, E, nu, ddsdd
             r[a] = q_m[a] - 3.0 * G_m[a] * dp[a] - sy_a
             h[a] = hp_a + hr_a / dt_m[a]
             x_conv[a] = x_a
-            niter[a] = it
+            niter[a] += 1
         a = active
         bad = ~(np.isfinite(r[a]) & np.isfinite(h[a]))
         conv = ~bad & (np.abs(r[a]) <= cv.RTOL * q_m[a])
-        failed[a[bad]] = True
-        dp_conv[a[conv]] = dp[a[conv]]
-        h_conv[a[conv]] = h[a[conv]]
-        a = a[~bad & ~conv]
         pos = r[a] > 0
-        lo[a[pos]] = dp[a[pos]]
-        hi[a[~pos]] = dp[a[~pos]]
+        lo[a] = np.where(~bad & ~conv & pos, dp[a], lo[a])
+        hi[a] = np.where(~bad & ~conv & ~pos, dp[a], hi[a])
         new = dp[a] - r[a] / (-3.0 * G_m[a] - h[a])
         inside = (new > lo[a]) & (new < hi[a])
-        dp[a] = np.where(inside, new, 0.5 * (lo[a] + hi[a]))
-        active = a
+        new = np.where(inside, new, 0.5 * (lo[a] + hi[a]))
+        # the bracket cannot shrink any further: Δp is known to rounding, r is the model's noise
+        stuck = ~bad & ~conv & ((hi[a] - lo[a] <= cv.BRACKET_RTOL * hi[a]) | (new == dp[a]))
+        done = conv | stuck
+        failed[a[bad]] = True
+        dp_conv[a[done]] = dp[a[done]]
+        h_conv[a[done]] = h[a[done]]
+        keep = ~bad & ~done
+        dp[a[keep]] = new[keep]
+        active = a[keep]
         if active.size == 0:
             break
     failed[active] = True                          # no convergence within MAX_ITER

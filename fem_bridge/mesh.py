@@ -34,7 +34,7 @@ Outputs, flow-stress mode:
 | --- | --- | --- |
 | ``flow_stress_MPa``          | MPa | σ_y(p, ε̇, T, extras) after the model's rate floor and box policy |
 | ``dflow_stress_d_<feature>`` | MPa per unit of the feature (MPa; MPa·s; MPa/°C; …) | ∂σ_y/∂x_k, 0 for a clamped input |
-| ``out_of_box``               | 0/1 | any input outside the training box (rate below the floor not counted) |
+| ``out_of_box``               | 0/1 | the evaluation lies outside the *data* (``constitutive.coverage``): farther than the threshold from every measured condition in normalised (T, log10 ε̇, extras) space or strain beyond the curves' end (strain from 0 to the first measured point inside); models without recorded conditions: outside the training box, strain from 0 inside |
 
 Outputs, update mode (``strain_increment`` and ``dt`` given; ``fem_bridge.j2.integrate``):
 
@@ -45,6 +45,15 @@ Outputs, update mode (``strain_increment`` and ``dt`` given; ``fem_bridge.j2.int
 | ``equivalent_plastic_strain`` | -   | p at the end of the increment (STATEV 1) |
 | ``state``                     | -   | the 9 STATEV of the end of the increment |
 | ``status``                    | -   | 0 ok, 1 step cut requested, 2 bad input (state/stress unchanged there) |
+
+(update mode: STATEV 9 of ``state`` counts the plastic increments evaluated outside the data; the
+summary reports how many rows it grew in.)
+
+Temperature: °C by default; ``temperature_unit="K"`` or ``"F"`` (``--temperature-unit``) converts
+the field or constant first. When most rows lie outside the data in temperature alone (a field in
+K read as °C, say), ``MeshEvaluation.warnings`` says so (and ``neumat mesh`` prints it).
+Whole-run settings (dt > 0 s, E > 0 MPa, −1 < ν < 0.5, the output format and folder) are checked
+before any work: ``NeumatInputError`` (``neumat mesh``: exit 2).
 | ``pnewdt``                    | -   | suggested time-step ratio (Abaqus PNEWDT) |
 
 Memory: the rows are processed in chunks (default 2**16 rows, about 70 MB of onnxruntime
@@ -64,6 +73,7 @@ single process; a failed task leaves its rows NaN (update mode: status −1) and
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,7 +86,7 @@ from .backends import load_backend
 from .dask_runner import DaskRunner
 from .mesh_chunks import CHUNK_EVALUATORS
 from .mesh_fields import InputFields, RowLayout, attach_field
-from .mesh_io import read_mesh, write_mesh
+from .mesh_io import check_mesh_output, read_mesh, write_mesh
 from .mesh_modes import (FAILED, FLOW_STRESS, MISES, NOT_EVALUATED, OUT_OF_BOX, PEEQ, PNEWDT, STATE, STATUS,
                          STRESS, FlowStressRows, UpdateRows, derivative_field_name)
 from .progress import progress_bar
@@ -97,8 +107,9 @@ class MeshEvaluation:
     rows: int
     fields_written: list[str]
     overwritten: list[str]
-    n_out_of_box: int = 0
+    n_out_of_box: int = 0            # flow stress: rows outside the data; update: rows whose STATEV 9 grew
     n_nonfinite: int = 0
+    warnings: list = field(default_factory=list)      # whole-run warnings (e.g. temperatures off the data)
     status_counts: dict = field(default_factory=dict)
     seconds: float = 0.0
     failures: list = field(default_factory=list)      # fem_bridge.dask_runner.ChunkFailure, Dask only
@@ -112,10 +123,11 @@ class MeshEvaluation:
              f"{self.location}" + (f" × {self.values_per_entity}" if self.values_per_entity > 1 else "")
              + f" in {self.seconds:.2f} s; wrote {', '.join(self.fields_written)}")
         if self.mode == "flow_stress":
-            s += f"; {self.n_out_of_box} outside the training box; {self.n_nonfinite} non-finite"
+            s += f"; {self.n_out_of_box} outside the data (out_of_box = 1); {self.n_nonfinite} non-finite"
         else:
             s += "; status " + ", ".join(f"{cv.STATUS_NAMES.get(k, 'not evaluated')}: {v}"
                                          for k, v in self.status_counts.items())
+            s += f"; {self.n_out_of_box} evaluated outside the data (STATEV 9 grew)"
         if self.overwritten:
             s += f"; replaced existing fields {', '.join(self.overwritten)}"
         if self.failures:
@@ -129,7 +141,7 @@ def evaluate_mesh(model, mesh_in, mesh_out=None, *, temperature=None, strain_rat
                   dt: float | None = None, stress=None, state=None, E: float | None = None,
                   nu: float | None = None, location: str | None = None, chunk: int = DEFAULT_CHUNK,
                   backend: str = "onnxruntime", progress: bool = False, dask=None,
-                  dask_task_rows: int | None = None):
+                  dask_task_rows: int | None = None, temperature_unit: str = "C"):
     """Evaluate the model on every point or cell of ``mesh_in`` and write ``mesh_out``.
 
     ``model``: an ONNX file path or an already loaded backend (``fem_bridge.backends``).
@@ -146,19 +158,23 @@ def evaluate_mesh(model, mesh_in, mesh_out=None, *, temperature=None, strain_rat
     of the single-process run. A failed task does not raise: its rows are NaN (update mode:
     status -1), a field ``evaluation_failed`` marks them and ``MeshEvaluation.failures`` lists the
     row ranges, worker and error; the other tasks' results and the output file are written.
+    ``temperature_unit``: "C" (default), "K" or "F" for the temperature field or constant.
     Returns (``MeshEvaluation``, the meshio mesh with the new fields).
     """
     t0 = time.perf_counter()
+    cv.to_celsius(0.0, temperature_unit)                  # unknown unit: an error before any work
+    if mesh_out is not None:
+        check_mesh_output(mesh_out)
+    update = strain_increment is not None
+    if update:
+        _check_update_args(dt, strain_rate, plastic_strain, state, E, nu, temperature)
     runner = _dask_runner(dask, dask_task_rows, backend)
     flow = load_backend(model, kind=backend) if isinstance(model, (str, Path)) else model
     path, mesh = (str(mesh_in), read_mesh(mesh_in)) if isinstance(mesh_in, (str, Path)) else ("mesh", mesh_in)
     chunk = _chunk_rows(chunk)
     names = list(flow.feature_names)
     extras = _checked_extras(names[3:], extras)
-    update = strain_increment is not None
-    if update:
-        _check_update_args(dt, strain_rate, plastic_strain, state, E, nu, temperature)
-    else:
+    if not update:
         _check_flow_stress_args(dt, stress, state, temperature, strain_rate, plastic_strain)
 
     specs = {"temperature": temperature, "strain_rate": strain_rate, "plastic_strain": plastic_strain,
@@ -167,12 +183,17 @@ def evaluate_mesh(model, mesh_in, mesh_out=None, *, temperature=None, strain_rat
     inp = InputFields(mesh, path, location, specs)
     if update:
         rows = UpdateRows(inp, names[3:], temperature, extras, strain_increment=strain_increment,
-                          stress=stress, state=state, plastic_strain=plastic_strain, dt=dt, E=E, nu=nu)
+                          stress=stress, state=state, plastic_strain=plastic_strain, dt=dt, E=E, nu=nu,
+                          temperature_unit=temperature_unit)
     else:
-        rows = FlowStressRows(inp, names, temperature, extras, plastic_strain, strain_rate)
+        rows = FlowStressRows(inp, names, temperature, extras, plastic_strain, strain_rate,
+                              temperature_unit=temperature_unit)
     lay = inp.layout
 
     result = MeshEvaluation(rows.mode, lay.location, lay.n, lay.k, lay.rows, [], [])
+    result.warnings += _temperature_warning(flow, rows.T, temperature_unit)
+    for w in result.warnings:
+        warnings.warn(w, RuntimeWarning, stacklevel=2)
     if runner is None:
         _run_here(flow, rows, lay.rows, chunk, progress)
         failed = None
@@ -223,9 +244,28 @@ def _checked_extras(extra_names: list[str], extras: dict | None) -> dict:
     return extras
 
 
+def _temperature_warning(flow, T, unit: str) -> list[str]:
+    """A warning when most rows lie outside the data in temperature alone (wrong unit?)."""
+    t = np.atleast_1d(np.asarray(T, dtype=float))
+    t = t[np.isfinite(t)]
+    if t.size == 0:
+        return []
+    off = flow.temperature_outside(t)
+    if off.mean() <= 0.5:
+        return []
+    cov = getattr(flow, "coverage", None)
+    where = (f"measured at {', '.join(f'{v:g}' for v in np.unique(cov.conditions[:, 0]))} °C" if cov is not None
+             else f"training box {flow.box_lo[2]:g} … {flow.box_hi[2]:g} °C")
+    return [f"{int(off.sum())} of {t.size} rows ({100 * off.mean():.0f} %) have a temperature outside the data "
+            f"(model {where}; temperatures here {t.min():g} … {t.max():g} °C after reading them in {unit}): "
+            f"is the temperature unit right? (--temperature-unit C|K|F)"]
+
+
 def _check_update_args(dt, strain_rate, plastic_strain, state, E, nu, temperature) -> None:
     if dt is None or not np.isfinite(dt) or dt <= 0:
         raise NeumatInputError(f"update mode needs the increment time --dt > 0 s, got {dt!r}")
+    if E is not None and nu is not None:
+        cv.check_material(E, nu, where="update mode (--E MPa, --nu)")
     if strain_rate is not None:
         raise NeumatInputError("update mode takes no strain rate: the rate is Δp/Δt of the update")
     if plastic_strain is not None and state is not None:

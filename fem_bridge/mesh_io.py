@@ -8,6 +8,7 @@ array by array) instead of meshio's writer, which holds every array base64-encod
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import meshio
@@ -30,6 +31,33 @@ def read_mesh(path: str | Path):
 
 
 XDMF_WIDTHS = (1, 2, 3, 6, 9)
+
+
+def check_writable_folder(folder: str | Path, what: str) -> None:
+    """Before any work: ``folder`` exists as a writable folder or can be created (its first existing
+    ancestor is a writable folder). NeumatInputError naming ``what`` otherwise."""
+    p = Path(folder).absolute()
+    if p.exists() and not p.is_dir():
+        raise NeumatInputError(f"{what}: {p} exists and is not a folder")
+    q = p
+    while not q.exists():
+        q = q.parent
+    if not q.is_dir():
+        raise NeumatInputError(f"{what}: cannot create {p}: {q} is not a folder")
+    if not os.access(q, os.W_OK | os.X_OK):
+        raise NeumatInputError(f"{what}: folder {q} is not writable")
+
+
+def check_mesh_output(path: str | Path) -> None:
+    """Before any work: the output mesh format (from the suffix) is one meshio writes, and its
+    folder is writable."""
+    p = Path(path)
+    name = p.name.lower()
+    if not any(name.endswith(ext) for ext in meshio.extension_to_filetypes):
+        raise NeumatInputError(f"--out {p}: unknown mesh format '{p.suffix or p.name}'; use a meshio suffix "
+                               f"such as .vtu, .xdmf, .vtk, .msh (all: "
+                               f"{', '.join(sorted(meshio.extension_to_filetypes))})")
+    check_writable_folder(p.parent, f"--out {p}")
 
 
 def write_mesh(path: str | Path, mesh) -> None:

@@ -35,9 +35,11 @@ def _take(src, sl: slice, m: int) -> np.ndarray:
 class _ModeRows:
     """Inputs both modes read first, in this order: temperature (°C), then the extra features."""
 
-    def __init__(self, inp: InputFields, extra_names: list[str], temperature, extras: dict):
+    def __init__(self, inp: InputFields, extra_names: list[str], temperature, extras: dict,
+                 temperature_unit: str = "C"):
         self.extra_names = extra_names
-        self.T = inp.scalar("temperature", temperature)
+        t = inp.scalar("temperature", temperature)
+        self.T = float(cv.to_celsius(t, temperature_unit)) if isinstance(t, float) else cv.to_celsius(t, temperature_unit)
         self.X = {e: inp.scalar(f"extra {e}", extras[e]) for e in extra_names}
 
 
@@ -46,9 +48,9 @@ class FlowStressRows(_ModeRows):
     mode = evaluator = "flow_stress"
 
     def __init__(self, inp: InputFields, feature_names: list[str], temperature, extras: dict,
-                 plastic_strain, strain_rate):
+                 plastic_strain, strain_rate, temperature_unit: str = "C"):
         self.names = list(feature_names)
-        super().__init__(inp, self.names[3:], temperature, extras)
+        super().__init__(inp, self.names[3:], temperature, extras, temperature_unit)
         self.P = inp.scalar("plastic_strain", plastic_strain)
         self.R = inp.scalar("strain_rate", strain_rate)
         rows = inp.finish().rows
@@ -98,8 +100,9 @@ class UpdateRows(_ModeRows):
     mode = evaluator = "update"
 
     def __init__(self, inp: InputFields, extra_names: list[str], temperature, extras: dict, *,
-                 strain_increment, stress, state, plastic_strain, dt: float, E: float, nu: float):
-        super().__init__(inp, extra_names, temperature, extras)
+                 strain_increment, stress, state, plastic_strain, dt: float, E: float, nu: float,
+                 temperature_unit: str = "C"):
+        super().__init__(inp, extra_names, temperature, extras, temperature_unit)
         self.dstran = inp.tensor("strain_increment", strain_increment, cv.NTENS)
         self.sig0 = inp.tensor("stress", stress, cv.NTENS) if stress is not None else None
         self.sv0 = inp.tensor("state", state, cv.NSTATV) if state is not None else None
@@ -110,6 +113,7 @@ class UpdateRows(_ModeRows):
         self.sv_new = np.empty((rows, cv.NSTATV))
         self.status = np.empty(rows, dtype=np.int32)
         self.pnewdt = np.empty(rows)
+        self.n_out = 0                       # rows whose STATEV 9 (evaluations outside the data) grew
 
     def inputs(self, sl: slice) -> tuple:
         m = sl.stop - sl.start
@@ -127,6 +131,8 @@ class UpdateRows(_ModeRows):
 
     def store(self, sl: slice, out: tuple) -> None:
         self.sig_new[sl], self.sv_new[sl], self.status[sl], self.pnewdt[sl] = out
+        v0 = self.inputs(sl)[1]
+        self.n_out += int(np.count_nonzero(self.sv_new[sl, cv.SV_NOUT] > v0[:, cv.SV_NOUT]))
 
     def mark_failed(self, sl: slice) -> None:
         self.sig_new[sl], self.sv_new[sl], self.pnewdt[sl] = np.nan, np.nan, np.nan
@@ -142,3 +148,4 @@ class UpdateRows(_ModeRows):
     def record(self, result) -> None:
         codes, counts = np.unique(self.status, return_counts=True)
         result.status_counts = {int(c): int(n) for c, n in zip(codes, counts)}
+        result.n_out_of_box = self.n_out

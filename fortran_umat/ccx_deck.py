@@ -47,6 +47,7 @@ from typing import Sequence
 import numpy as np
 
 from constitutive.errors import NeumatInputError
+from fem_bridge import conventions as cv
 
 from .ccx_run import CCX_VERSION
 
@@ -61,11 +62,22 @@ class UserMaterial:
 
     ``props`` are written to ``*USER MATERIAL, CONSTANTS=len(props)``; ``nstatv`` to ``*DEPVAR``.
     ``symbol``: exported routine, ``None`` for ccx's default ``umat_``.
+    ``n_model_props``: the model's PROPS count (4 + extras); when given, whatever follows them is
+    checked here, before any deck is written, as the optional elastic table of
+    ``fem_bridge.conventions`` (count, increasing temperatures, E > 0, −1 < ν < 0.5).
     """
     library_name: str
     props: Sequence[float]
     nstatv: int
     symbol: str | None = None
+    n_model_props: int | None = None
+
+    def __post_init__(self):
+        if self.n_model_props is not None:
+            if len(self.props) < self.n_model_props:
+                raise NeumatInputError(f"UMAT PROPS: {len(self.props)} given, the model needs at least "
+                                       f"{self.n_model_props}")
+            cv.check_elastic_table(self.props, int(self.n_model_props), where=f"*USER MATERIAL of {self.library_name}")
 
     def material_name(self, nlgeom: bool) -> str:
         lib = self.library_name.upper()
@@ -172,16 +184,113 @@ def _id_lines(ids: Sequence[int], per_line: int = 16) -> list[str]:
     return [", ".join(str(i) for i in ids[k:k + per_line]) for k in range(0, len(ids), per_line)]
 
 
+def _material_block(material, temperature_c: float, nlgeom: bool) -> tuple[str, str, list[str]]:
+    """(kind "umat" | "plastic", material name, the ``*MATERIAL`` … deck lines)."""
+    if isinstance(material, UserMaterial):
+        mname = material.material_name(nlgeom)
+        out = [f"*MATERIAL, NAME={mname}", f"*USER MATERIAL, CONSTANTS={len(material.props)}"]
+        # constants 8 a line, then the temperature they belong to (ccx's layout)
+        out += _lines(list(material.props) + [temperature_c])
+        out += ["*DEPVAR", str(int(material.nstatv))]
+        return "umat", mname, out
+    if isinstance(material, PlasticMaterial):
+        table = np.asarray(material.table, dtype=float)
+        if table.ndim != 2 or table.shape[1] != 2 or table[0, 1] != 0 or np.any(np.diff(table[:, 1]) <= 0):
+            raise NeumatInputError("*PLASTIC table: rows (yield stress, plastic strain) with plastic "
+                                   "strain starting at 0 and increasing")
+        if len(table) > CCX_MAX_PLASTIC_POINTS:
+            raise NeumatInputError(f"*PLASTIC table: {len(table)} rows; ccx {CCX_VERSION} silently "
+                                   f"overflows beyond {CCX_MAX_PLASTIC_POINTS} (incplas.f)")
+        out = [f"*MATERIAL, NAME={material.name}", "*ELASTIC",
+               f"{_fmt(material.E)}, {_fmt(material.nu)}, {_fmt(temperature_c)}", "*PLASTIC"]
+        out += [f"{_fmt(s)}, {_fmt(p)}, {_fmt(temperature_c)}" for s, p in table]
+        return "plastic", material.name, out
+    raise TypeError("material must be a UserMaterial or a PlasticMaterial")
+
+
+def _check_deck_args(what: str, checks) -> None:
+    for name, v, ok in checks:
+        if not ok:
+            raise NeumatInputError(f"{what}: {name} = {v} is out of range")
+
+
+def write_axisymmetric_deck(path: str | Path, *, material: UserMaterial | PlasticMaterial,
+                            temperature_c: float, strain_rate: float, final_true_strain: float = 0.5,
+                            n_increments: int = 25, radius_mm: float = 5.0, height_mm: float = 7.5,
+                            n_r: int = 2, n_z: int = 3) -> Deck:
+    """The Gleeble cylinder as an axisymmetric model: n_r × n_z CAX4 elements in the (r, z) plane
+    (x = r, y = z: radius ``radius_mm``, half height ``height_mm``, symmetric about z = 0),
+    frictionless platen, so the field is homogeneous uniaxial compression along y (component 22)
+    with the same strain path as ``write_compression_deck`` (small strain, u_y(top) = −H ε̇ t).
+    Boundary: r = 0 u_r = 0 (axis), z = 0 u_z = 0, top face u_z prescribed. ccx expands CAX4 into
+    a thin 3-D wedge of C3D8 internally, so its UMAT calls carry NTENS = 6 there; Abaqus calls the
+    UMAT of a CAX4 with NTENS = 4 (11 = rr, 22 = zz, 33 = θθ, 12 = rz), the layout the generated
+    UMAT and ``fem_bridge.umat`` take too (``conventions.LAYOUTS``). Returns a ``Deck``
+    (``side_mm`` = the half height, ``n_elem`` = n_r × n_z elements)."""
+    path = Path(path)
+    _check_deck_args("axisymmetric deck", (
+        ("temperature_c", temperature_c, math.isfinite(temperature_c)),
+        ("strain_rate", strain_rate, strain_rate > 0 and math.isfinite(strain_rate)),
+        ("final_true_strain", final_true_strain, 0 < final_true_strain < 2),
+        ("n_increments", n_increments, int(n_increments) == n_increments and n_increments >= 1),
+        ("radius_mm", radius_mm, radius_mm > 0), ("height_mm", height_mm, height_mm > 0),
+        ("n_r", n_r, int(n_r) == n_r and n_r >= 1), ("n_z", n_z, int(n_z) == n_z and n_z >= 1)))
+    nr, nz, H = int(n_r), int(n_z), float(height_mm)
+    n_inc = int(n_increments)
+    period = final_true_strain / strain_rate
+    dt = period / n_inc
+    nid = lambda i, j: 1 + i + (nr + 1) * j
+    out = ["** neumat: axisymmetric CAX4 Gleeble cylinder, frictionless (fortran_umat/ccx_deck.py). "
+           "Units mm, N, MPa, s, degC.",
+           f"** R = {radius_mm} mm, half height {H} mm, T = {temperature_c} degC, strain rate = {strain_rate} 1/s, "
+           f"final strain = {final_true_strain}, {n_inc} increments, small strain; x = r, y = z",
+           "*HEADING", "neumat axisymmetric compression", "*NODE, NSET=NALL"]
+    for j in range(nz + 1):
+        for i in range(nr + 1):
+            out.append(f"{nid(i, j)}, {_fmt(radius_mm * i / nr)}, {_fmt(H * j / nz)}, 0")
+    out.append("*ELEMENT, TYPE=CAX4, ELSET=EALL")
+    e = 0
+    for j in range(nz):
+        for i in range(nr):
+            e += 1
+            out.append(f"{e}, {nid(i, j)}, {nid(i + 1, j)}, {nid(i + 1, j + 1)}, {nid(i, j + 1)}")
+    sets = {"NAXIS": [nid(0, j) for j in range(nz + 1)], "NZMIN": [nid(i, 0) for i in range(nr + 1)],
+            "NTOP": [nid(i, nz) for i in range(nr + 1)]}
+    for name, ids in sets.items():
+        out.append(f"*NSET, NSET={name}")
+        out += _id_lines(ids)
+    kind, mname, mlines = _material_block(material, temperature_c, False)
+    out += mlines
+    out += [f"*SOLID SECTION, ELSET=EALL, MATERIAL={mname}",
+            "*INITIAL CONDITIONS, TYPE=TEMPERATURE", f"NALL, {_fmt(temperature_c)}",
+            "*BOUNDARY", "NAXIS, 1, 1", "NZMIN, 2, 2", "*AMPLITUDE, NAME=COMPR"]
+    deck = Deck(path, H, nr * nz, n_inc, period, float(strain_rate), float(final_true_strain), False,
+                float(temperature_c), kind)
+    times = np.linspace(0.0, period, n_inc + 1)
+    out += _lines([v for tv in zip(times, -deck.applied_displacement(times) / H) for v in tv])
+    out += [f"*STEP, INC={max(100, 8 * n_inc)}", "*STATIC",
+            f"{_fmt(dt)}, {_fmt(period)}, {_fmt(dt * 1e-4)}, {_fmt(dt)}",
+            "*BOUNDARY, AMPLITUDE=COMPR", f"NTOP, 2, 2, {_fmt(-H)}",
+            "*TEMPERATURE", f"NALL, {_fmt(temperature_c)}",
+            "*NODE PRINT, NSET=NTOP, TOTALS=ONLY", "RF",
+            "*EL PRINT, ELSET=EALL", "S, E" + (", SDV" if kind == "umat" else ", PEEQ"),
+            "*END STEP", ""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(out))
+    return deck
+
+
 def write_compression_deck(path: str | Path, *, material: UserMaterial | PlasticMaterial,
                            temperature_c: float, strain_rate: float,
                            final_true_strain: float = 0.5, n_increments: int = 25,
                            side_mm: float = 1.0, n_elem: int = 1, nlgeom: bool = False,
-                           frd_output: bool = True) -> Deck:
+                           frd_output: bool = True, state_output: bool = True) -> Deck:
     """Write a ccx input deck for the homogeneous compression test (see the module docstring).
 
     ``material``: ``UserMaterial`` (the generated UMAT, name ``@ABAQUS_<LIB>``) or
     ``PlasticMaterial`` (ccx's ``*ELASTIC`` + ``*PLASTIC`` table at this temperature).
     ``side_mm``: cube side L in mm; ``n_elem``: elements per edge (n³ C3D8 in all).
+    ``state_output=False`` prints S, E only (no SDV / PEEQ): the same output for both materials.
     Returns the ``Deck`` description used by the parsers and comparisons.
     """
     path = Path(path)
@@ -228,28 +337,8 @@ def write_compression_deck(path: str | Path, *, material: UserMaterial | Plastic
         out.append(f"*NSET, NSET={name}")
         out += _id_lines(ids)
 
-    if isinstance(material, UserMaterial):
-        kind = "umat"
-        mname = material.material_name(nlgeom)
-        out += [f"*MATERIAL, NAME={mname}", f"*USER MATERIAL, CONSTANTS={len(material.props)}"]
-        # constants 8 a line, then the temperature they belong to (ccx's layout)
-        out += _lines(list(material.props) + [temperature_c])
-        out += ["*DEPVAR", str(int(material.nstatv))]
-    elif isinstance(material, PlasticMaterial):
-        kind = "plastic"
-        mname = material.name
-        table = np.asarray(material.table, dtype=float)
-        if table.ndim != 2 or table.shape[1] != 2 or table[0, 1] != 0 or np.any(np.diff(table[:, 1]) <= 0):
-            raise NeumatInputError("*PLASTIC table: rows (yield stress, plastic strain) with plastic "
-                                   "strain starting at 0 and increasing")
-        if len(table) > CCX_MAX_PLASTIC_POINTS:
-            raise NeumatInputError(f"*PLASTIC table: {len(table)} rows; ccx {CCX_VERSION} silently "
-                                   f"overflows beyond {CCX_MAX_PLASTIC_POINTS} (incplas.f)")
-        out += [f"*MATERIAL, NAME={mname}", "*ELASTIC", f"{_fmt(material.E)}, {_fmt(material.nu)}, {_fmt(temperature_c)}",
-                "*PLASTIC"]
-        out += [f"{_fmt(s)}, {_fmt(p)}, {_fmt(temperature_c)}" for s, p in table]
-    else:
-        raise TypeError("material must be a UserMaterial or a PlasticMaterial")
+    kind, mname, mlines = _material_block(material, temperature_c, nlgeom)
+    out += mlines
     out += [f"*SOLID SECTION, ELSET=ECUBE, MATERIAL={mname}",
             "*INITIAL CONDITIONS, TYPE=TEMPERATURE", f"NCUBE, {_fmt(temperature_c)}",
             "*BOUNDARY", "NXMIN, 1, 1", "NYMIN, 2, 2", "NZMIN, 3, 3",
@@ -266,7 +355,7 @@ def write_compression_deck(path: str | Path, *, material: UserMaterial | Plastic
             "*TEMPERATURE", f"NCUBE, {_fmt(temperature_c)}",
             "*NODE PRINT, NSET=NTOP, TOTALS=ONLY", "RF",
             "*NODE PRINT, NSET=NCORNER", "U",
-            "*EL PRINT, ELSET=ECUBE", "S, E" + (", SDV" if kind == "umat" else ", PEEQ")]
+            "*EL PRINT, ELSET=ECUBE", "S, E" + ((", SDV" if kind == "umat" else ", PEEQ") if state_output else "")]
     if frd_output:
         out += ["*NODE FILE", "U", "*EL FILE", "S, E"]
     out += ["*END STEP", ""]

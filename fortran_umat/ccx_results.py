@@ -135,10 +135,12 @@ def parse_sta(path: str | Path) -> list[tuple[int, int, int, float]]:
 
 def parse_frd(path: str | Path) -> list[dict]:
     """Nodal result blocks of a ccx ``.frd`` file: [{"name", "time", "components", "values":
-    {node: array}}], in file order (ASCII format, as ccx writes it by default)."""
+    {node: array}}], in file order (ASCII format, as ccx writes it by default; a node's values
+    continue on ``-2`` lines when a block has more than 6 components)."""
     blocks: list[dict] = []
     cur: dict | None = None
     t = None
+    last = 0
     for line in Path(path).read_text().splitlines():
         if line.startswith("  100C"):
             t = float(line[12:24])
@@ -153,6 +155,12 @@ def parse_frd(path: str | Path) -> list[dict]:
             rest = line[13:]
             vals = [float(rest[k:k + 12]) for k in range(0, len(rest) - 11, 12)]
             cur["values"][node] = np.asarray(vals)
+            last = node
+        elif line.startswith(" -2") and cur is not None:
+            # continuation line of the last node (blocks of more than 6 components, e.g. SDV)
+            rest = line[13:]
+            more = [float(rest[k:k + 12]) for k in range(0, len(rest) - 11, 12)]
+            cur["values"][last] = np.concatenate([cur["values"][last], more])
         elif line.startswith(" -3"):
             cur = None
     return blocks

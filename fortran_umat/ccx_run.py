@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import Sequence
 
 from constitutive.errors import NeumatInputError
 from constitutive.paths import cache_root
@@ -43,11 +44,13 @@ def ccx_binary() -> Path:
 
 
 def run_ccx(deck: str | Path, workdir: str | Path | None = None, library_dir: str | Path | None = None,
-            threads: int = 1, timeout_s: float = 600.0) -> CcxResult:
+            threads: int = 1, timeout_s: float = 600.0, env: dict | None = None,
+            prefix: Sequence[str] = ()) -> CcxResult:
     """Run ccx on ``deck`` (``.inp``) in ``workdir`` (default: the deck's folder).
 
     ``library_dir`` is prepended to LD_LIBRARY_PATH (ccx dlopens ``lib<LIB>.so`` from there);
-    ``threads`` sets OMP_NUM_THREADS and CCX_NPROC_{STIFFNESS,RESULTS,EQUATION_SOLVER}.
+    ``threads`` sets OMP_NUM_THREADS and CCX_NPROC_{STIFFNESS,RESULTS,EQUATION_SOLVER}; ``env``
+    adds variables; ``prefix`` is put before the ccx command line (e.g. a profiler: ``perf record``).
     Raises ``CcxError`` (with the end of ccx's output) when ccx reports an error or does not finish.
     """
     exe = ccx_binary()
@@ -61,7 +64,7 @@ def run_ccx(deck: str | Path, workdir: str | Path | None = None, library_dir: st
         shutil.copyfile(deck, workdir / deck.name)
     for ext in (".dat", ".frd", ".sta", ".cvg"):
         (workdir / f"{job}{ext}").unlink(missing_ok=True)
-    env = dict(os.environ)
+    env = {**os.environ, **(env or {})}
     if library_dir is not None:
         env["LD_LIBRARY_PATH"] = os.pathsep.join(
             [str(Path(library_dir).resolve())] + ([env["LD_LIBRARY_PATH"]] if env.get("LD_LIBRARY_PATH") else []))
@@ -70,7 +73,7 @@ def run_ccx(deck: str | Path, workdir: str | Path | None = None, library_dir: st
                CCX_NPROC_EQUATION_SOLVER=nt)
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run([str(exe), "-i", job], cwd=workdir, env=env, capture_output=True,
+        proc = subprocess.run([*map(str, prefix), str(exe), "-i", job], cwd=workdir, env=env, capture_output=True,
                               text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired as exc:
         raise CcxError(f"ccx on {deck} did not finish within {timeout_s} s") from exc

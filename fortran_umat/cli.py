@@ -4,18 +4,21 @@ CalculiX compression test, optionally compared with ccx's ``*PLASTIC`` and the P
 ``register`` is the ``neumat.commands`` entry point (pyproject.toml). Units: MPa, 1/s, °C, s, mm."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from constitutive.errors import NeumatInputError
-from fem_bridge.conventions import N_FIXED_PROPS, TEMP_MODE_CALCULIX
+from constitutive.jsonio import write_json
+from export.contract import read_model_info
+from fem_bridge.conventions import N_FIXED_PROPS, TEMP_MODE_CALCULIX, check_material
+from fem_bridge.mesh_io import check_writable_folder
 
 from .build import build_umat
 from .ccx_compare import bridge_update, onnx_flow_stress, relative_difference, uniaxial_stress_path
 from .ccx_deck import PlasticMaterial, UserMaterial, built_library, plastic_table, write_compression_deck
 from .ccx_run import CCX_VERSION, ccx_binary, run_ccx
+from .cli_casting import add_casting_parser
 from .verify import verify_umat
 
 
@@ -30,7 +33,21 @@ def register(sub) -> None:
         epilog="example:  neumat umat runs/demo/model.onnx --out runs/demo/umat --verify")
     p.add_argument("model", help="model.onnx written by `neumat export`")
     p.add_argument("--out", required=True, help="folder for the .f90, the library and material.inp")
+    p.add_argument("--name", default=None,
+                   help="material name: the deck's @ABAQUS_<NAME> and lib<NAME>.so (letters and digits, "
+                        "starting with a letter, upper-cased); default from the model file name "
+                        "(dz411.onnx -> DZ411; model.onnx takes its folder's name), so a retrained model "
+                        "keeps it")
     p.add_argument("--force", action="store_true", help="rebuild even when the cached library is current")
+    p.add_argument("--E", dest="E", type=float, default=1.5e5,
+                   help="Young's modulus for material.inp, MPa (PROPS(1); default 1.5e5; checked > 0)")
+    p.add_argument("--nu", type=float, default=0.3, help="Poisson's ratio for material.inp (PROPS(2); default 0.3)")
+    p.add_argument("--temp-mode", type=int, choices=[0, 1], default=TEMP_MODE_CALCULIX,
+                   help="PROPS(3): 0 Abaqus (T_end = TEMP + DTEMP), 1 CalculiX (T_end = TEMP; default). "
+                        "TEMP in °C either way")
+    p.add_argument("--extras", type=float, nargs="*", default=None,
+                   help="values of the model's extra features for material.inp, in its order (PROPS(5…); "
+                        "default: their lower training bound)")
     p.add_argument("--verify", action="store_true",
                    help="also run the compiled UMAT and the Python bridge side by side on 5 strain paths "
                         "inside the training box and report the largest stress/STATEV/tangent difference "
@@ -41,12 +58,15 @@ def register(sub) -> None:
     add_ccx_arguments(q)
     q.set_defaults(func=run_ccx_command)
 
+    add_casting_parser(sub)                      # neumat casting (fortran_umat/cli_casting.py)
+
 
 def run_umat(args) -> int:
     """``neumat umat``: build (or reuse) the library, print its path and the deck snippet, verify."""
     if not Path(args.model).is_file():
         raise NeumatInputError(f"ONNX file {args.model} not found")
-    res = build_umat(args.model, out_dir=args.out, force=args.force)
+    material = dict(E=args.E, nu=args.nu, temp_mode=args.temp_mode, extras=args.extras)
+    res = build_umat(args.model, out_dir=args.out, name=args.name, force=args.force, material=material)
     info = res.info
     print(f"model     {args.model}  ({len(info['feature_names'])} inputs: {', '.join(info['feature_names'])}; "
           f"rate floor {info['rate_floor']:g} 1/s; box policy {info['box_policy']})")
@@ -59,7 +79,7 @@ def run_umat(args) -> int:
     if args.verify:
         v = verify_umat(args.model, library=res.library)
         print("\nverification against the Python bridge: " + v.summary())
-        (Path(args.out) / "verification.json").write_text(json.dumps(v.as_dict(), indent=1) + "\n")
+        write_json(Path(args.out) / "verification.json", v.as_dict())
         return 0 if v.passed else 1
     return 0
 
@@ -106,12 +126,20 @@ def run_ccx_command(args) -> int:
         raise NeumatInputError(f"--threads {args.threads}: must be >= 1")
     if not (args.E > 0 and -1 < args.nu < 0.5):
         raise NeumatInputError(f"--E {args.E} MPa must be > 0 and --nu {args.nu} in (-1, 0.5)")
+    check_material(args.E, args.nu, where="neumat ccx")
     if args.compare_bridge and args.nlgeom:
         raise NeumatInputError("--compare-bridge compares with the small-strain bridge: drop --nlgeom")
+    check_writable_folder(args.out, f"--out {args.out}")
+    n_extras = read_model_info(model).n_features - 3
+    if len(args.extras) != n_extras:
+        raise NeumatInputError(f"--extras: the model takes {n_extras} extra feature value(s), "
+                               f"got {len(args.extras)}")
     ccx_binary()                                     # fail early with the `make ccx` hint
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    built = build_umat(model, out_dir=out / "umat")
+    # material.inp of the run: the PROPS of the deck, checked (E, nu, one value per extra) before the build
+    built = build_umat(model, out_dir=out / "umat",
+                       material=dict(E=args.E, nu=args.nu, temp_mode=TEMP_MODE_CALCULIX, extras=args.extras))
     lib_path, lib_name = built_library(built)
     n_extras = getattr(built, "nprops", N_FIXED_PROPS + len(args.extras)) - N_FIXED_PROPS
     if len(args.extras) != n_extras:
@@ -179,7 +207,8 @@ def run_ccx_command(args) -> int:
         print(f"max relative stress difference to the Python bridge: {relative_difference(sig, bridge):.2e}")
     n_out = max((float(i.sdv[:, 8].max()) for i in res.increments if i.sdv is not None), default=0.0)
     if n_out > 0:
-        print(f"note: up to {n_out:g} flow-stress evaluation(s) per integration point were outside the model's training "
-              "box (STATEV(9)); the model's box policy applied")
+        print(f"note: up to {n_out:g} plastic increment(s) per integration point were evaluated outside the data "
+              "(STATEV(9): away from the measured conditions or past the curves' last strain); the model's box "
+              "policy applied")
     print(f"wrote {out / 'results.csv'} (stress: true axial stress magnitude, MPa)")
     return 0

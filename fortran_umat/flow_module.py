@@ -41,6 +41,68 @@ class Translation:
     op_counts: dict = field(default_factory=dict)   # op type -> nodes turned into Fortran
 
 
+def coverage_parameters(info: ModelInfo) -> str:
+    """The measured conditions of ``constitutive.coverage`` as module parameters (nothing for a
+    model without them: the box fallback needs only NM_BOX_LO/HI)."""
+    cov = info.coverage
+    if cov is None:
+        return "  ! no measured conditions in the model: out-of-data by the training box (strain from 0 inside)"
+    c = cov.scaled_conditions                      # (M, D), u / spacing
+    m, d = c.shape
+    lits = lambda v: "[" + ", ".join(f_real(t) for t in v) + "]"
+    return "\n".join([
+        "  ! data coverage (constitutive.coverage): conditions (T, log10 rate, extras) / spacing, one column each",
+        f"  integer, parameter :: NM_NCOND = {m}, NM_NU = {d}",
+        f"  real(c_double), parameter :: NM_COV_C({d}, {m}) = reshape({lits(c.ravel())}, [{d}, {m}])",
+        f"  real(c_double), parameter :: NM_COV_SPACING({d}) = {lits(cov.spacing)}",
+        f"  real(c_double), parameter :: NM_COV_STRAIN_MAX({m}) = {lits(cov.strain_max)}",
+        f"  real(c_double), parameter :: NM_COV_THRESHOLD2 = {f_real(cov.threshold_squared)}   ! threshold squared",
+        f"  real(c_double), parameter :: NM_COV_RATE_MIN = {f_real(cov.rate_min)}   ! 1/s, lowest measured rate"])
+
+
+def out_of_data_function(info: ModelInfo) -> str:
+    """``nm_out_of_box(x)``: the rule of ``constitutive.coverage`` (``outside_data``), term for
+    term in the same order as the Python, so both flag the same points."""
+    head = """\
+  pure logical function nm_out_of_box(x)
+    ! the evaluation x lies outside the data (constitutive.coverage); the rate is raised to the floor first
+    real(c_double), intent(in) :: x(NM_NF)
+"""
+    if info.coverage is None:
+        return head + """\
+    real(c_double) :: y(NM_NF), lo(NM_NF)
+    y = x
+    y(2) = max(y(2), NM_RATE_FLOOR)
+    lo = NM_BOX_LO
+    lo(1) = min(0.0d0, lo(1))                 ! plastic strain from 0 is inside
+    nm_out_of_box = .not. all(y >= lo .and. y <= NM_BOX_HI)
+  end function nm_out_of_box
+"""
+    return head + """\
+    real(c_double) :: u(NM_NU), d2
+    logical :: covered
+    integer :: m, k
+    u(1) = x(3) / NM_COV_SPACING(1)
+    u(2) = log10(max(max(x(2), NM_RATE_FLOOR), NM_COV_RATE_MIN)) / NM_COV_SPACING(2)
+    do k = 3, NM_NU
+      u(k) = x(k + 1) / NM_COV_SPACING(k)
+    end do
+    covered = .false.
+    do m = 1, NM_NCOND
+      d2 = 0.0d0
+      do k = 1, NM_NU
+        d2 = d2 + (u(k) - NM_COV_C(k, m))**2
+      end do
+      if (d2 <= NM_COV_THRESHOLD2 .and. x(1) <= NM_COV_STRAIN_MAX(m)) then
+        covered = .true.
+        exit
+      end if
+    end do
+    nm_out_of_box = .not. (covered .and. x(1) >= 0.0d0)
+  end function nm_out_of_box
+"""
+
+
 def translate(path, module: str | None = None) -> tuple[Translation, ModelInfo]:
     """Translate the ONNX file at ``path``; returns (Translation, the file's ModelInfo)."""
     info = read_model_info(path)
@@ -108,20 +170,13 @@ module {module}
 
   ! ---- weights and other constants of the graph ----
 {chr(10).join(tr.params)}
+{coverage_parameters(info)}
 !@@J2_SPEC@@
 
 contains
 
 {HELPERS.read_text()}
-  pure logical function nm_out_of_box(x)
-    ! any input outside the training box (a rate below the floor is not counted)
-    real(c_double), intent(in) :: x(NM_NF)
-    real(c_double) :: y(NM_NF)
-    y = x
-    y(2) = max(y(2), NM_RATE_FLOOR)
-    nm_out_of_box = any(y < NM_BOX_LO .or. y > NM_BOX_HI)
-  end function nm_out_of_box
-
+{out_of_data_function(info)}
 {kernel("nm_kernel_1", "1", "one point")}
 {kernel("nm_kernel_block", "NM_BLOCK", "a block of NM_BLOCK points")}
   pure subroutine neumat_flow(x, sigma, dsig)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from constitutive.coverage import Coverage
 from constitutive.errors import NeumatInputError
 from fem_bridge import conventions as cv
 from fem_bridge.backends import FlowStressBackend
@@ -30,7 +31,8 @@ class CompiledBackend(FlowStressBackend):
 
     def __init__(self, onnx_path, build: BuildResult | None = None, threads: int = 1):
         """``build``: a ready ``BuildResult`` (default: build or reuse the cached one);
-        ``threads`` is accepted for the common backend signature (the kernel runs on the caller's thread)."""
+        ``threads``: OpenMP threads of the N-point return mapping (:meth:`j2_update`); the flow
+        kernel runs on the caller's thread."""
         self.path = Path(onnx_path)
         self.build = build or build_umat(self.path)
         info = self.build.info
@@ -40,6 +42,8 @@ class CompiledBackend(FlowStressBackend):
         self.box_hi = np.asarray(info["box_hi"], dtype=float)
         self.rate_floor = float(info["rate_floor"])
         self.box_policy = info["box_policy"]
+        cov = info.get("coverage")
+        self.coverage = None if cov is None else Coverage.from_dict(cov, len(self.feature_names))
         self.metadata = info.get("metadata", {})
         self._lib = ctypes.CDLL(str(self.build.library))
         f = self._lib.neumat_flow_batch
@@ -49,6 +53,87 @@ class CompiledBackend(FlowStressBackend):
         self._point = self._lib.neumat_flow
         self._point.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
         self._point.restype = None
+        self.threads = max(int(threads), 1)
+        self._umat = self._lib.umat_
+        self._umat.restype = None
+        self._local = threading.local()                # per-thread umat_ argument buffers
+        self._j2 = getattr(self._lib, "neumat_j2_batch", None)    # libraries of older generators lack it
+        if self._j2 is not None:
+            vp, i32 = ctypes.c_void_p, ctypes.c_int32
+            self._j2.argtypes = [ctypes.c_int64, i32, vp, i32, vp, vp, vp, vp, vp, vp, vp, vp, i32]
+            self._j2.restype = None
+
+    def umat_direct(self, stress, statev, ddsdde, sse, spd, stran, dstran, time, dtime, temp, dtemp,
+                    ntens: int, nstatv: int, props, noel: int, npt: int, kinc: int, pnewdt: float) -> float:
+        """``fem_bridge.umat.umat`` through the library's own ``umat_`` (the same algorithm, one
+        Fortran call instead of the numpy bridge): ``stress`` (NTENS,), ``statev`` (>= NSTATV,),
+        ``ddsdde`` (NTENS, NTENS) and ``sse``/``spd`` (1-element arrays, or anything else to
+        leave them) updated in place; returns PNEWDT. The argument buffers are bound once per
+        thread and (NTENS, NSTATV, NPROPS)."""
+        cache = getattr(self._local, "umat", None)
+        if cache is None:
+            cache = self._local.umat = {}
+        props = np.asarray(props, dtype=np.float64).ravel()
+        key = (int(ntens), int(nstatv), props.size)
+        b = cache.get(key)
+        if b is None:
+            b = cache[key] = _UmatBuffers(np.zeros(props.size), key[1], b"@ABAQUS_NEUMAT".ljust(80), key[0])
+        b.props[:] = props
+        b.stress[:] = stress
+        b.statev[:] = statev[:key[1]]
+        b.stran[:] = stran
+        b.dstran[:] = dstran
+        b.time[:] = time
+        b.dtime[0], b.temp[0], b.dtemp[0], b.pnewdt[0] = dtime, temp, dtemp, pnewdt
+        b.ints[5], b.ints[6], b.ints[10] = noel, npt, kinc
+        has_sse, has_spd = (isinstance(a, np.ndarray) and a.size == 1 for a in (sse, spd))
+        b.sse[0] = sse.flat[0] if has_sse else 0.0
+        b.spd[0] = spd.flat[0] if has_spd else 0.0
+        b.ddsdde[:] = 0.0
+        self._umat(*b.args)
+        stress[...] = b.stress
+        statev[:key[1]] = b.statev
+        ddsdde[...] = b.ddsdde.T
+        if has_sse:
+            sse.flat[0] = b.sse[0]
+        if has_spd:
+            spd.flat[0] = b.spd[0]
+        return float(b.pnewdt[0])
+
+    @property
+    def has_j2_update(self) -> bool:
+        """True when the library has the compiled N-point return mapping (``fem_bridge.j2.integrate``
+        then makes one call into Fortran for all points)."""
+        return self._j2 is not None
+
+    def j2_update(self, props, stress, statev, dstran, dtime, temp):
+        """The Fortran return mapping (``nm_j2_update``, the UMAT's) on n valid points at once, on
+        ``self.threads`` OpenMP threads. props (n, NPROPS) with PROPS(3) = CalculiX mode (``temp``
+        is T_end, °C), stress (n, 6) MPa, statev (n, NSTATV), dstran (n, 6) engineering shear,
+        dtime (n,) s. Returns (stress, statev, ddsdde (n, 6, 6) ∂Δσ_i/∂Δε_j, status (n,),
+        flow-stress evaluations (n,)) as ``fem_bridge.j2.integrate`` defines them."""
+        if self._j2 is None:
+            raise NeumatInputError(f"{self.build.library} has no neumat_j2_batch (built by an older neumat); "
+                                   "rebuild it with `neumat umat --force`")
+        f64 = lambda a: np.ascontiguousarray(a, dtype=np.float64)
+        props, dstran, dtime, temp = f64(props), f64(dstran), f64(dtime), f64(temp)
+        stress = np.array(stress, dtype=np.float64, order="C", copy=True)
+        statev = np.array(statev, dtype=np.float64, order="C", copy=True)
+        n = stress.shape[0]
+        if not (props.ndim == 2 and props.shape[0] == n and stress.shape == (n, 6) and dstran.shape == (n, 6)
+                and statev.ndim == 2 and statev.shape[0] == n and statev.shape[1] >= cv.NSTATV
+                and dtime.shape == (n,) and temp.shape == (n,)):
+            raise NeumatInputError("j2_update: props (n, nprops), stress (n, 6), statev (n, >= NSTATV), "
+                                   "dstran (n, 6), dtime (n,), temp (n,) expected")
+        ddsdde = np.empty((n, 6, 6))
+        status = np.empty(n, dtype=np.int32)
+        niter = np.empty(n, dtype=np.int32)
+        if n:
+            self._j2(n, props.shape[1], props.ctypes.data, statev.shape[1], stress.ctypes.data, statev.ctypes.data,
+                     dstran.ctypes.data, dtime.ctypes.data, temp.ctypes.data, ddsdde.ctypes.data,
+                     status.ctypes.data, niter.ctypes.data, self.threads)
+        # Fortran ddsdde(i, j, p) lies at [p, j, i] of the row-major buffer
+        return stress, statev, ddsdde.transpose(0, 2, 1), status.astype(int), niter.astype(int)
 
     def evaluate(self, x) -> tuple[np.ndarray, np.ndarray]:
         """σ (N,) in MPa and dσ/dx (N, F), input policy of the model applied (as in the graph)."""
@@ -81,20 +166,27 @@ class CompiledBackend(FlowStressBackend):
         return f"CompiledBackend({str(self.path)!r}, library={str(self.build.library)!r})"
 
 
+# NTENS → (NDI, NSHR) of the element families (fem_bridge.conventions.ELEMENT_TYPES)
+_LAYOUT_OF_NTENS = {6: (3, 3), 4: (3, 1), 3: (2, 1)}
+
+
 class _UmatBuffers:
     """Arrays of one ``umat_`` call, allocated once, and the ctypes argument tuple pointing at them."""
 
-    def __init__(self, props: np.ndarray, nstatv: int, cmname: bytes):
+    def __init__(self, props: np.ndarray, nstatv: int, cmname: bytes, ntens: int = 6):
         z = lambda *shape: np.zeros(shape if shape else (1,))
-        self.stress, self.statev, self.ddsdde = z(6), z(nstatv), z(6, 6)   # ddsdde: Fortran order = transpose
-        self.stran, self.dstran, self.time = z(6), z(6), z(2)
+        nt = int(ntens)
+        ndi, nshr = _LAYOUT_OF_NTENS[nt]
+        self.stress, self.statev, self.ddsdde = z(nt), z(nstatv), z(nt, nt)   # ddsdde: Fortran order = transpose
+        self.stran, self.dstran, self.time = z(nt), z(nt), z(2)
         self.dtime, self.temp, self.dtemp, self.pnewdt = z(), z(), z(), z()
         self.props = props
         scalars = [z() for _ in range(5)]                                   # sse, spd, scd, rpl, drpldt
-        ddsddt, drplde, predef, dpred, coords = z(6), z(6), z(1), z(1), z(3)
+        self.sse, self.spd = scalars[0], scalars[1]
+        ddsddt, drplde, predef, dpred, coords = z(nt), z(nt), z(1), z(1), z(3)
         drot, dfgrd0, dfgrd1, celent = np.eye(3), np.eye(3), np.eye(3), np.ones(1)
         # ndi, nshr, ntens, nstatv, nprops, noel, npt, layer, kspt, kstep, kinc
-        self.ints = np.array([3, 3, 6, nstatv, props.size, 1, 1, 1, 1, 1, 1], dtype=np.int32)
+        self.ints = np.array([ndi, nshr, nt, nstatv, props.size, 1, 1, 1, 1, 1, 1], dtype=np.int32)
         self._keep = (scalars, ddsddt, drplde, predef, dpred, coords, drot, dfgrd0, dfgrd1, celent)
         self._cmname = ctypes.create_string_buffer(cmname, 80)
         p = lambda a: ctypes.c_void_p(a.ctypes.data)
@@ -117,7 +209,12 @@ class CompiledUmat:
     The 38 arguments are bound once (per thread: the buffers live in a ``threading.local``), so a
     call costs a few copies and the Fortran itself, not the building of ctypes objects."""
 
-    def __init__(self, library, props, nstatv: int = cv.NSTATV, cmname: str = "@ABAQUS_NEUMAT"):
+    def __init__(self, library, props, nstatv: int = cv.NSTATV, cmname: str = "@ABAQUS_NEUMAT", ntens: int = 6):
+        """``ntens``: 6 (3-D), 4 (plane strain / axisymmetric, NDI = 3, NSHR = 1) or 3 (plane stress,
+        NDI = 2: the UMAT refuses it)."""
+        if int(ntens) not in _LAYOUT_OF_NTENS:
+            raise NeumatInputError(f"ntens {ntens}: choose one of {', '.join(map(str, _LAYOUT_OF_NTENS))}")
+        self.ntens = int(ntens)
         self._lib = ctypes.CDLL(str(library))
         self._f = self._lib.umat_
         self._f.restype = None
@@ -129,7 +226,7 @@ class CompiledUmat:
     def _buffers(self) -> _UmatBuffers:
         b = getattr(self._local, "buffers", None)
         if b is None:
-            b = self._local.buffers = _UmatBuffers(self.props, self.nstatv, self.cmname)
+            b = self._local.buffers = _UmatBuffers(self.props, self.nstatv, self.cmname, self.ntens)
         return b
 
     def call(self, stress, statev, stran, dstran, time=(0.0, 0.0), dtime=1.0, temp=20.0, dtemp=0.0,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from constitutive.coverage import Coverage
 from constitutive.flownet import FlowNet
 
 
@@ -43,3 +44,33 @@ def in_box_points(net: FlowNet, n: int, seed: int = 1) -> np.ndarray:
     for k in range(3, len(lo)):
         x[:, k] = rng.integers(0, 2, n)
     return x
+
+
+GAP_TEMPS = (20.0, 650.0, 750.0, 850.0, 950.0, 1050.0)      # °C: a 630 °C gap above room temperature
+GAP_RATES = (0.01, 0.1, 1.0)                                # 1/s
+
+
+def gap_flownet(seed: int = 0, n_extras: int = 0, box_policy: str = "clamp",
+                first_strain: float = 0.002, last_strain: float = 0.6) -> FlowNet:
+    """``random_flownet`` trained (by hand) on a test matrix with a 630 °C gap: curves at every
+    temperature of GAP_TEMPS × GAP_RATES (× extras 0/1), measured from ``first_strain`` to
+    ``last_strain`` (0.4 at 20 °C); the measured conditions in ``coverage``."""
+    net = random_flownet(seed=seed, n_extras=n_extras, box_policy=box_policy)
+    rows, strain, curve = [], [], []
+    grid = [(t, r) for t in GAP_TEMPS for r in GAP_RATES]
+    extras = [()] if n_extras == 0 else [(float(e),) * n_extras for e in (0, 1)]
+    k = 0
+    for t, r in grid:
+        for ex in extras:
+            top = 0.4 if t == GAP_TEMPS[0] else last_strain
+            for e in np.linspace(first_strain, top, 5):
+                rows.append((t, r, *ex))
+                strain.append(e)
+                curve.append(k)
+            k += 1
+    cov = Coverage.from_points(np.array(rows), np.array(strain), np.array(curve))
+    net.coverage = cov.to_dict()
+    net.box_lo = [first_strain, GAP_RATES[0], GAP_TEMPS[0]] + [0.0] * n_extras
+    net.box_hi = [last_strain, GAP_RATES[-1], GAP_TEMPS[-1]] + [1.0] * n_extras
+    net.rate_floor = 0.1 * GAP_RATES[0]
+    return net

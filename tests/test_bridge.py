@@ -11,7 +11,7 @@ from constitutive.errors import NeumatInputError
 from export.onnx_export import export_onnx
 from fem_bridge import (Elasticity, FlowNetBackend, OnnxBackend, UmatMaterial, conventions as cv,
                         integrate, load_backend, umat)
-from helpers import in_box_points, random_flownet
+from helpers import GAP_RATES, GAP_TEMPS, gap_flownet, in_box_points, random_flownet
 
 ELASTIC_TABLE = Elasticity.table([1000.0, 1300.0], [120e3, 80e3], [0.30, 0.35])   # °C, MPa, –
 
@@ -390,10 +390,185 @@ def test_umat_bad_input_cuts_the_step_with_finite_outputs(backend):
     # configuration errors are errors
     with pytest.raises(NeumatInputError, match="CONSTANTS|expected 5"):
         UmatMaterial(backend, [1e5, 0.3, 1, 0.0])
-    with pytest.raises(NeumatInputError, match="NTENS"):
+    with pytest.raises(NeumatInputError, match="NTENS"):     # NDI + NSHR != NTENS: no continuum layout
         umat(np.zeros(4), np.zeros(9), np.zeros((4, 4)), 0, 0, 0, 0, None, None, 0, np.zeros(4), np.zeros(4),
-             np.zeros(2), 0.1, 1100.0, 0.0, None, None, "M", 3, 1, 4, 9, np.array(_props(1)), 5, None, None,
+             np.zeros(2), 0.1, 1100.0, 0.0, None, None, "M", 2, 1, 4, 9, np.array(_props(1)), 5, None, None,
              1.0, 1.0, None, None, 1, 1, 1, 1, 1, 1, flow=backend)
     with pytest.raises(NeumatInputError, match="DEPVAR"):
         mat_short = UmatMaterial(backend, _props(1), nstatv=5)
         mat_short.call(s0, np.zeros(5), np.zeros(6), d, (0, 0), 0.01, 1100.0, 0.0)
+
+
+# ---- data coverage (issue 16, item 1) ------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def gap_backend(tmp_path_factory):
+    """A model measured at 20 °C and 650–1050 °C (a 630 °C gap), curves from strain 0.002 on."""
+    net = gap_flownet(seed=4, n_extras=1)
+    return OnnxBackend(export_onnx(net, tmp_path_factory.mktemp("gap") / "gap.onnx"))
+
+
+def _first_yield(flow, n, seed):
+    """n virgin points loaded uniaxially at a measured condition (T, rate, extra of GAP_TEMPS ×
+    GAP_RATES × {0, 1}) until the first plastic increment; returns (first plastic update, T,
+    the states before it)."""
+    rng = np.random.default_rng(seed)
+    temp = rng.choice(GAP_TEMPS, n)
+    rate = rng.choice(GAP_RATES, n)
+    ex = rng.integers(0, 2, (n, 1)).astype(float)
+    el = Elasticity(1.0e5, 0.3)
+    d = 2e-4 * (0.5 + rng.random(n))                          # strain per increment, various sizes
+    dstran = np.column_stack([-d, 0.5 * d, 0.5 * d, np.zeros((n, 3))])
+    dt = d / rate
+    stress, statev = np.zeros((n, 6)), np.zeros((n, cv.NSTATV))
+    first = np.full(n, False)
+    for _ in range(400):
+        upd = integrate(flow, stress, statev, dstran, dt, temp, el, ex)
+        assert np.all(upd.status == cv.OK)
+        newly = (upd.statev[:, cv.SV_P] > 0) & ~first
+        if np.any(newly):
+            yield_state = upd.statev[newly]
+            assert np.all(yield_state[:, cv.SV_P] < 0.002)        # below the first measured strain
+            assert np.all(yield_state[:, cv.SV_NOUT] == 0), "first yield flagged outside the data"
+        first |= upd.statev[:, cv.SV_P] > 0
+        stress, statev = upd.stress, upd.statev
+        if first.all():
+            return
+    raise AssertionError("not every point yielded")
+
+
+def test_first_yield_is_never_flagged(gap_backend):
+    _first_yield(gap_backend, 200, seed=1)
+    # the README's snippet: 1000 points, one plastic increment from zero at a measured condition
+    n = 1000
+    upd = integrate(gap_backend, np.zeros((n, 6)), np.zeros((n, cv.NSTATV)),
+                    np.tile([-2e-3, 1e-3, 1e-3, 0, 0, 0], (n, 1)), dt=0.02, temperature=950.0,
+                    elastic=Elasticity(E=150e3, nu=0.3), extras=[0.0])
+    assert np.all(upd.statev[:, cv.SV_P] > 0) and np.all(upd.statev[:, cv.SV_P] < 0.002)
+    assert np.all(upd.statev[:, cv.SV_NOUT] == 0)
+
+
+def test_gap_between_conditions_and_strain_beyond_the_curves_are_flagged(gap_backend):
+    b = gap_backend
+    assert b.coverage is not None and b.coverage.conditions.shape == (36, 3)
+    x = np.array([[0.2, 0.1, 335.0, 0.0],       # middle of the 20–650 °C gap
+                  [0.2, 0.1, 700.0, 0.0],       # between two measured temperatures: inside
+                  [0.0005, 0.01, 20.0, 1.0],    # below the first measured strain: inside
+                  [0.5, 1.0, 20.0, 1.0],        # beyond the 20 °C curves' end (0.4)
+                  [0.5, 1.0, 650.0, 1.0],       # within the 650 °C curves (0.6)
+                  [0.2, 0.03, 850.0, 0.5],      # between rates and extras: inside
+                  [0.2, 1e-6, 850.0, 0.0],      # below the lowest rate: the onset of flow, inside
+                  [0.2, 30.0, 850.0, 0.0],      # 1.5 decades above the highest rate
+                  [0.2, 0.1, 1300.0, 0.0],      # 250 °C above the highest temperature
+                  [-0.01, 0.1, 850.0, 0.0]])    # negative strain
+    expected = [True, False, False, True, False, False, False, True, True, True]
+    assert b.out_of_box(x).tolist() == expected
+    assert FlowNetBackend(gap_flownet(seed=4, n_extras=1)).out_of_box(x).tolist() == expected
+    # the J2 counter: plastic flow at 335 °C counts, at 700 °C it does not
+    n = 20
+    rng = np.random.default_rng(3)
+    d = np.column_stack([-np.full(n, 4e-3), np.full(n, 2e-3), np.full(n, 2e-3), np.zeros((n, 3))])
+    statev = np.zeros((n, cv.NSTATV))
+    statev[:, cv.SV_P] = 0.05 + 0.2 * rng.random(n)
+    temp = np.where(np.arange(n) % 2 == 0, 335.0, 700.0)
+    upd = integrate(b, np.zeros((n, 6)), statev, d, 0.04, temp, Elasticity(1e5, 0.3), np.zeros((n, 1)))
+    assert np.all(upd.status == cv.OK) and np.all(upd.statev[:, cv.SV_P] > statev[:, cv.SV_P])
+    assert upd.statev[:, cv.SV_NOUT].tolist() == [1.0, 0.0] * (n // 2)
+    assert "36 measured conditions" in b.describe()
+
+
+def test_models_without_conditions_fall_back_to_the_box(tmp_path, net):
+    """An ONNX file written before the coverage key existed (key absent) still loads; its rule is
+    the training box with plastic strain from 0 inside."""
+    m = onnx.load(str(export_onnx(net, tmp_path / "new.onnx")))
+    keep = [p for p in m.metadata_props if p.key != "neumat.coverage"]
+    del m.metadata_props[:]
+    m.metadata_props.extend(keep)
+    old = tmp_path / "old.onnx"
+    onnx.save(m, str(old))
+    b = OnnxBackend(old)
+    assert b.coverage is None and "box rule" in b.describe()
+    x = in_box_points(net, 50)
+    x[:, 0] = 0.0                                             # strain 0 (box starts at 0 here)
+    assert not b.out_of_box(x).any()
+    x[::5, 2] = 1300.0
+    assert b.out_of_box(x).tolist() == [i % 5 == 0 for i in range(50)]
+    lifted = random_flownet(seed=7, n_extras=1)
+    lifted.box_lo = [0.01] + list(lifted.box_lo[1:])          # first measured strain 0.01
+    y = in_box_points(lifted, 10)
+    y[:, 0] = 0.004
+    assert not FlowNetBackend(lifted).out_of_box(y).any()     # below the first strain: inside
+
+
+# ---- element types, temperature units, impossible input (issue 16, items 2, 3, 7) ----------------
+
+def test_ntens4_plane_strain_axisymmetric_matches_3d(backend):
+    stress, statev, dstran, dt, temp, ex = _states(30, seed=21, plastic_fraction=1.0)
+    stress[:, 4:] = 0.0
+    dstran[:, 4:] = 0.0
+    statev[:, 5:7] = 0.0                                      # ε_p 13, 23 of a 2-D state
+    ex[:] = 1.0
+    mat = UmatMaterial(backend, _props(cv.TEMP_MODE_CALCULIX))
+    plastic = []
+    for i in range(30):
+        s6, v6, c6, p6 = mat.call(stress[i], statev[i], np.zeros(6), dstran[i], (0, 0), dt[i], temp[i])
+        plastic.append(v6[cv.SV_P] - statev[i, cv.SV_P])
+        s4, v4, c4, p4 = mat.call(stress[i, :4], statev[i], np.zeros(4), dstran[i, :4], (0, 0), dt[i], temp[i])
+        assert p4 == p6 == 1.0
+        assert np.array_equal(s4, s6[:4]) and np.array_equal(v4, v6) and np.array_equal(c4, c6[:4, :4])
+        assert s6[4] == s6[5] == 0.0
+    # the 4×4 tangent against central differences of the 4-component update
+    assert sum(np.array(plastic) > 0) > 10
+    i = int(np.argmax(plastic))
+    base = mat.call(stress[i, :4], statev[i], np.zeros(4), dstran[i, :4], (0, 0), dt[i], temp[i])
+    assert base[1][cv.SV_P] > statev[i, cv.SV_P]
+    h = 1e-7
+    fd = np.empty((4, 4))
+    for j in range(4):
+        e = np.zeros(4)
+        e[j] = h
+        sp = mat.call(stress[i, :4], statev[i], np.zeros(4), dstran[i, :4] + e, (0, 0), dt[i], temp[i])[0]
+        sm = mat.call(stress[i, :4], statev[i], np.zeros(4), dstran[i, :4] - e, (0, 0), dt[i], temp[i])[0]
+        fd[:, j] = (sp - sm) / (2 * h)
+    assert np.max(np.abs(fd - base[2])) <= 1e-5 * np.max(np.abs(base[2]))
+
+
+def test_plane_stress_is_refused_with_a_step_cut(backend):
+    mat = UmatMaterial(backend, _props(cv.TEMP_MODE_CALCULIX))
+    s0 = np.array([10.0, -5.0, 2.0])
+    with pytest.warns(RuntimeWarning, match="plane stress"):
+        s, v, dd, pn = mat.call(s0, np.zeros(cv.NSTATV), np.zeros(3), np.array([-1e-3, 5e-4, 0.0]), (0, 0), 0.01, 1100.0)
+    assert pn == cv.PNEWDT_CUT and np.array_equal(s, s0) and np.all(v == 0)
+    assert dd.shape == (3, 3) and np.all(np.isfinite(dd)) and dd[0, 0] == pytest.approx(1e5 / (1 - 0.09))
+
+
+def test_impossible_input_is_bad_input_and_umat_outputs_stay_finite(backend):
+    stress, statev, dstran, dt, temp, ex = _states(8, seed=22)
+    cases = {"T below absolute zero": (None, None, None, np.full(8, -300.0)),
+             "negative p": (None, "p", None, None), "strain increment of 1": (None, None, "big", None)}
+    for name, (_, sv, de, T) in cases.items():
+        v, d, t = statev.copy(), dstran.copy(), temp.copy() if T is None else T
+        if sv:
+            v[:, cv.SV_P] = -0.01
+        if de:
+            d[:, 2] = -1.0
+        upd = integrate(backend, stress, v, d, dt, t, ELASTIC_TABLE, ex)
+        assert np.all(upd.status == cv.BAD_INPUT), name
+        assert np.all(upd.pnewdt == cv.PNEWDT_CUT) and np.all(np.isfinite(upd.ddsdde)), name
+    # the UMAT never hands back a non-finite stress: an inf input stress comes back as 0 there
+    mat = UmatMaterial(backend, _props(cv.TEMP_MODE_CALCULIX))
+    s0 = np.array([np.inf, -20.0, 0.0, 5.0, 0.0, 0.0])
+    s, v, dd, pn = mat.call(s0, np.zeros(cv.NSTATV), np.zeros(6), np.full(6, 1e-4), (0, 0), 0.01, 1100.0)
+    assert pn == cv.PNEWDT_CUT and np.all(np.isfinite(s)) and np.all(np.isfinite(dd))
+    assert s.tolist() == [0.0, -20.0, 0.0, 5.0, 0.0, 0.0]
+
+
+def test_temperature_unit(backend):
+    stress, statev, dstran, dt, temp, ex = _states(30, seed=23)
+    ref = integrate(backend, stress, statev, dstran, dt, temp, ELASTIC_TABLE, ex)
+    for unit, t in (("K", temp + 273.15), ("F", temp * 9.0 / 5.0 + 32.0)):
+        upd = integrate(backend, stress, statev, dstran, dt, t, ELASTIC_TABLE, ex, temperature_unit=unit)
+        assert np.allclose(upd.stress, ref.stress, rtol=1e-9, atol=1e-9) and np.array_equal(upd.status, ref.status)
+    with pytest.raises(NeumatInputError, match="temperature unit 'R' unknown"):
+        integrate(backend, stress, statev, dstran, dt, temp, ELASTIC_TABLE, ex, temperature_unit="R")
+    assert backend.temperature_outside(np.array([1100.0, 1373.15])).tolist() == [False, True]

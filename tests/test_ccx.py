@@ -266,3 +266,35 @@ def test_umat_in_ccx_large_deformation_true_strain_rate(ccx_exe, model, tmp_path
     inc = ru.increments[-1]
     area = (SIDE_MM + inc.u_corner[0]) * (SIDE_MM + inc.u_corner[1])
     assert inc.rf_total[2] / area == pytest.approx(ru.axial_stress()[-1], rel=1e-5)
+
+
+def test_umat_in_ccx_axisymmetric_cax4_cylinder_matches_3d_and_bridge(ccx_exe, model, umat_run, tmp_path):
+    """The Gleeble cylinder as an axisymmetric CAX4 model (frictionless platen: homogeneous
+    uniaxial compression along the axis, component 22): the UMAT in ccx gives the 3-D cube run's
+    axial stress and STATEV at every increment, and the Python bridge's; the platen force is the
+    axial stress times the cross-section of ccx's 2° wedge (ccx expands CAX4 into one)."""
+    from fortran_umat.ccx_deck import write_axisymmetric_deck
+    deck = write_axisymmetric_deck(tmp_path / "cax4.inp", material=_umat_material(model), temperature_c=T_C,
+                                   strain_rate=RATE, n_increments=N_INC, radius_mm=5.0, height_mm=7.5,
+                                   n_r=3, n_z=4)
+    assert "*ELEMENT, TYPE=CAX4" in deck.path.read_text()
+    ra = run_ccx(deck.path, library_dir=model[2].parent)
+    assert len(ra.increments) == N_INC
+    s_ax = np.array([i.stress[:, 1].mean() for i in ra.increments])
+    spread = max(np.ptp(i.stress[:, 1]) for i in ra.increments)
+    assert np.all(s_ax < 0) and spread <= 1e-6 * np.abs(s_ax).max()          # homogeneous
+    assert max(np.abs(i.stress[:, [0, 2, 3]]).max() for i in ra.increments) <= 1e-6 * np.abs(s_ax).max()
+    _, r3 = umat_run
+    d3 = relative_difference(s_ax, r3.axial_stress())
+    assert d3 <= 1e-6, f"CAX4 vs C3D8 axial stress: {d3:.2e}"
+    sdv_a = np.array([i.sdv.mean(axis=0) for i in ra.increments])
+    sdv_3 = np.array([i.sdv.mean(axis=0) for i in r3.increments])
+    assert sdv_a[:, 0] == pytest.approx(sdv_3[:, 0], rel=1e-6) and np.all(sdv_a[:, 0] > 0)
+    t, s_bridge, _ = uniaxial_stress_path(bridge_update(model[1], _umat_material(model).props), deck=deck)
+    db = relative_difference(s_ax, s_bridge[:, 2])
+    assert db < TOL, f"CAX4 vs bridge: {db:.2e}"
+    # the platen force: σ_zz × the wedge's cross-section R² sin(2°) / 2 (small strain: area fixed)
+    wedge = 0.5 * 5.0 ** 2 * np.sin(np.radians(2.0))
+    f = np.array([i.rf_total[1] for i in ra.increments])
+    np.testing.assert_allclose(f, s_ax * wedge, rtol=1e-5)
+    print(f"\nCAX4 vs C3D8 {d3:.2e}, vs bridge {db:.2e}")

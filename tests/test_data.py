@@ -503,3 +503,112 @@ def test_cli_folder_lists_excluded(tmp_path, capsys):
     assert "2 curves, 12 points" in out and "direction" in out
     assert "excluded 'notes.txt': not a .csv curve file" in out
     assert "T1000_R0.1_D1.csv: 1000 °C, 0.1 1/s, direction=1; 6;" in out
+
+
+# ---- mistakes caught where they are made (issue 16) ---------------------------------------------
+def test_unknown_columns_field_is_an_error_naming_the_known_ones(tmp_path, capsys):
+    lines = ["curve,TempK,strain_rate_per_s,true_strain,true_stress_MPa,HV",
+             *curve_rows("a", 1273.15, 0.1, extra=",200"), *curve_rows("b", 1273.15, 1, s0=150, extra=",210")]
+    p = write(tmp_path, "typo.csv", lines)
+    with pytest.raises(NeumatInputError) as ei:
+        load_csv(p, columns={"temprature": "TempK"}, temperature_unit="K")
+    msg = str(ei.value)
+    assert "unknown field 'temprature'" in msg and "did you mean 'temperature'" in msg
+    for field in ("temperature", "strain_rate", "strain", "stress", "curve", "direction", "--extras"):
+        assert field in msg
+    # the CLI: exit 2, nothing trained or read further
+    assert main(["data", "--data", str(p), "--columns", "temprature=TempK", "--temperature-unit", "K"]) == 2
+    assert "unknown field 'temprature'" in capsys.readouterr().err
+    # declared names still work: an extra named in --extras, and direction
+    fc = load_csv(p, columns={"temperature": "TempK", "hardness": "HV"}, extras=["hardness"],
+                  temperature_unit="K")
+    assert fc.extra_names == ["hardness"]
+    folder = _folder(tmp_path, ["T1000_R0.1.csv", "T1050_R0.1.csv"])
+    with pytest.raises(NeumatInputError, match="unknown field 'stres'"):
+        load_folder(folder, columns={"stres": "sig"})
+
+
+def test_every_bad_row_is_reported_capped(tmp_path):
+    lines = good_lines()
+    for row in (3, 5, 9):
+        lines = _replace(lines, row, "true_stress_MPa", "abc")
+    lines = _replace(lines, 6, "strain_rate_per_s", "-1")
+    p = write(tmp_path, "many.csv", lines)
+    with pytest.raises(DataError) as ei:
+        load_csv(p)
+    msg = str(ei.value)
+    assert "4 problems" in msg and ei.value.row == 3 and ei.value.column == "true_stress_MPa"
+    for row, col in ((3, "true_stress_MPa"), (5, "true_stress_MPa"), (6, "strain_rate_per_s"),
+                     (9, "true_stress_MPa")):
+        assert f"row {row}, column '{col}'" in msg
+    # a long list is capped: the first 20 listed, the rest counted
+    many = [HEADER] + [f"c{k},1000,0.1,0.{k % 10},x" for k in range(50)]
+    with pytest.raises(DataError) as ei:
+        load_csv(write(tmp_path, "fifty.csv", many))
+    msg = str(ei.value)
+    assert "50 problems; the first 20" in msg and "... and 30 more" in msg
+    assert "row 21," in msg and "row 22," not in msg
+
+
+def test_strain_must_increase_within_a_curve(tmp_path):
+    lines = good_lines()
+    lines = _replace(lines, 4, "true_strain", "0.1")      # repeats row 3's 0.1
+    lines = _replace(lines, 11, "true_strain", "0.05")    # falls below row 10's 0.3
+    p = write(tmp_path, "mono.csv", lines)
+    with pytest.raises(DataError) as ei:
+        load_csv(p)
+    msg = str(ei.value)
+    assert ei.value.row == 4 and ei.value.column == "true_strain" and "2 problems" in msg
+    assert "curve 'a'" in msg and "repeats" in msg and "curve 'b'" in msg and "falls below" in msg
+    assert "row 11" in msg and str(p) in msg
+    folder = _folder(tmp_path, ["T1000_R0.1.csv", "T1050_R0.1.csv"])
+    write(folder, "T1050_R0.1.csv", ["true_strain,true_stress_MPa", *[f"{e},{100 + i}" for i, e in
+                                                                       enumerate([0, 0.1, 0.2, 0.2, 0.3, 0.4])]])
+    with pytest.raises(DataError) as ei:
+        load_folder(folder)
+    assert_located(ei.value, folder / "T1050_R0.1.csv", 5, "true_strain")
+    assert "repeats" in str(ei.value)
+
+
+@pytest.mark.parametrize("temps", [(1173, 1223, 1273), (1173.15, 1273.15), (1900, 2000)])
+def test_kelvin_declared_as_celsius_is_caught(tmp_path, temps, capsys):
+    lines = [HEADER] + [r for k, t in enumerate(temps) for r in curve_rows(f"c{k}", t, 0.1)]
+    p = write(tmp_path, "kelvin.csv", lines)
+    with pytest.raises(DataError) as ei:
+        load_csv(p)
+    assert "look like kelvin" in str(ei.value) and "--temperature-unit K" in str(ei.value)
+    assert ei.value.column == "temperature_C" and ei.value.file == str(p)
+    assert main(["data", "--data", str(p)]) == 2
+    assert "look like kelvin" in capsys.readouterr().err
+    # said explicitly, both readings are accepted
+    assert load_csv(p, temperature_unit="K").temperature.max() == pytest.approx(max(temps) - 273.15)
+    assert load_csv(p, temperature_unit="C").temperature.max() == max(temps)
+    # nominal Celsius campaigns are not flagged
+    ok = [HEADER] + [r for k, t in enumerate((900, 950, 1000)) for r in curve_rows(f"c{k}", t, 0.1)]
+    assert load_csv(write(tmp_path, "celsius.csv", ok)).n_curves == 3
+
+
+def test_kelvin_file_names_without_unit_are_caught(tmp_path):
+    folder = _folder(tmp_path, ["T1173_R0.1.csv", "T1273_R0.1.csv"])
+    with pytest.raises(DataError, match="look like kelvin"):
+        load_folder(folder)
+    assert load_folder(folder, temperature_unit="K").conditions()[0, 0] == pytest.approx(899.85)
+
+
+def test_written_files_are_atomic_and_keep_the_usual_permissions(tmp_path, monkeypatch):
+    """``--write-csv`` and ``--plot`` go through a temporary file and a rename (a failed write
+    leaves the old file), with the permissions a plain open() gives, not mkstemp's 0600."""
+    import os
+    from constitutive import jsonio
+    csv_out, png = tmp_path / "all.csv", tmp_path / "curves.png"
+    assert main(["data", "--data", "synthetic_dz411", "--write-csv", str(csv_out), "--plot", str(png)]) == 0
+    mask = jsonio.current_umask()
+    for p in (csv_out, png):
+        assert os.stat(p).st_mode & 0o777 == 0o666 & ~mask, p
+    old = csv_out.read_bytes()
+
+    def failing_replace(src, dst):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(jsonio.os, "replace", failing_replace)
+    assert main(["data", "--data", "synthetic_dz411", "--write-csv", str(csv_out)]) == 2
+    assert csv_out.read_bytes() == old and sorted(p.name for p in tmp_path.iterdir()) == ["all.csv", "curves.png"]

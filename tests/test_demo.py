@@ -30,8 +30,11 @@ def test_demo_quick_fills_every_section(demo_run):
     # every image the report links exists
     for name in re.findall(r"!\[[^]]*\]\(([^)]+)\)", report):
         assert (out / name).is_file(), name
-    for name in ("flow_curves.png", "learning_curve.png", "network/parity.png", "compression.png"):
+    for name in ("flow_curves.png", "learning_curve.png", "network/parity.png", "compression.png",
+                 "casting/casting_von_mises.png"):
         assert f"]({name})" in report
+    cast = json.loads((out / "casting" / "summary.json").read_text())   # the casting step (issue 14)
+    assert cast["umat"]["cut_attempts"] == 0 and f"{cast['umat']['peak_von_mises_MPa']:.1f}" in report
     res = json.loads((out / "results.json").read_text())
     assert [r["model"].split()[0] for r in res["comparison"]["rows"]] == ["Arrhenius", "plain", "neumat"]
     for r in res["comparison"]["rows"]:
@@ -119,3 +122,46 @@ def test_readme_commands_parse():
         except SystemExit:
             pytest.fail(f"README command does not parse: neumat {' '.join(argv)}")
         assert getattr(args, "func", None), argv
+
+
+def _report_text(tmp_path, train, test, synthetic):
+    from benchmarks.demo_report import write_report
+    results = {"synthetic": synthetic, "seed": 0, "quick": True, "seconds": 1.0, "machine": "test machine",
+               "steps": [], "fe_condition": [float(test.conditions()[0, 0]), float(test.conditions()[0, 1]), []]}
+    return write_report(tmp_path, results, train, test).read_text()
+
+
+def test_demo_report_on_user_data_says_nothing_of_the_synthetic_campaign(tmp_path):
+    from constitutive.flow_curves import FlowCurves
+    from constitutive.synthetic import generate_dz411
+    e = np.linspace(0.0, 0.5, 10)
+    conds = [(900, 0.1), (1000, 0.1), (900, 1.0), (1000, 1.0)]
+    cols = [np.concatenate(x) for x in zip(*[(np.full(10, k), np.full(10, t), np.full(10, r), e, 100 + 50 * e)
+                                             for k, (t, r) in enumerate(conds)])]
+    user = FlowCurves(*cols, curve_names=[f"c{k}" for k in range(4)], source="mine.csv")
+    text = _report_text(tmp_path, user.subset([0, 1, 2]), user.subset([3]), synthetic=False)
+    for needle in ("DZ411", "SYNTHETIC", "room, intermediate", "regime-wise", "direction"):
+        assert needle not in text, needle
+    dz = generate_dz411(points_per_curve=20)
+    train, test = dz.split_heldout([tuple(c) for c in dz.conditions()[:1]])
+    text = _report_text(tmp_path, train, test, synthetic=True)
+    assert "SYNTHETIC" in text and "regime-wise" in text and "extra inputs (direction)" in text
+
+
+def test_readme_python_snippet_runs_on_a_model_with_other_features(tmp_path):
+    """The README's bridge snippet reads the model's features: it runs unchanged on a model with
+    two extra features and another temperature range than the demo model's."""
+    from pathlib import Path
+    from export.onnx_export import export_onnx
+    from helpers import random_flownet
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    snippet = next(b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "load_backend(" in b)
+    path = re.search(r'load_backend\("([^"]+)"\)', snippet).group(1)
+    net = random_flownet(seed=4, n_extras=2)
+    net.feature_names = ["strain", "strain_rate", "temperature", "hardness", "grain_size"]
+    export_onnx(net, tmp_path / "other.onnx")
+    scope: dict = {}
+    exec(snippet.replace(f'"{path}"', repr(str(tmp_path / "other.onnx"))), scope)
+    upd = scope["upd"]
+    assert scope["flow"].n_extras == 2 and upd.stress.shape == (1000, 6)
+    assert np.all(np.isfinite(upd.stress)) and np.all(upd.status == 0)

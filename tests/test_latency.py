@@ -116,8 +116,8 @@ def test_readme_section_renders(quick_result, tmp_path):
     from benchmarks.latency_report import readme_section, write_readme
     _, _, doc = quick_result
     readme = tmp_path / "README.md"
-    readme.write_text("# x\n<!-- latency:start -->\nold\n<!-- latency:end -->\ntail\n")
+    readme.write_text("# x\n<!-- latency:start -->\nOLD SECTION TEXT\n<!-- latency:end -->\ntail\n")
     write_readme(readme_section(doc, "latency_quick.png"), readme)
     text = readme.read_text()
-    assert "old" not in text and text.endswith("<!-- latency:end -->\ntail\n")
+    assert "OLD SECTION TEXT" not in text and text.endswith("<!-- latency:end -->\ntail\n")
     assert "| goal |" in text and "NEML2" in text and "roseNNa" in text

@@ -1,6 +1,8 @@
 """neumat mesh / fem_bridge.mesh.evaluate_mesh with the ONNX backend."""
 from __future__ import annotations
 
+import os
+
 import meshio
 import numpy as np
 import pytest
@@ -221,3 +223,88 @@ def test_streaming_vtu_writer_round_trips(tmp_path):
         for a, b in zip(r.cell_data[k], mesh.cell_data[k]):
             np.testing.assert_array_equal(a.ravel(), b.ravel())
             assert a.dtype == b.dtype
+
+
+# ---- issue 16: units, whole-run settings and output checks before the work, out-of-data summary ---
+
+def test_temperature_unit_and_the_wrong_unit_warning(models, tmp_path, capsys):
+    flow = load_backend(models[0])
+    ref, m_ref = evaluate_mesh(flow, _cloud(300, seed=4), temperature="T", strain_rate="rate", plastic_strain="peeq")
+    kel = _cloud(300, seed=4)
+    kel.point_data["T"] = kel.point_data["T"] + 273.15
+    with pytest.warns(RuntimeWarning, match="temperature outside the data"):
+        bad, _ = evaluate_mesh(flow, kel, temperature="T", strain_rate="rate", plastic_strain="peeq")
+    assert bad.n_out_of_box == 300 and "is the temperature unit right" in bad.warnings[0]
+    res, m = evaluate_mesh(flow, _cloud(300, seed=4), temperature="T", strain_rate="rate", plastic_strain="peeq")
+    kel = _cloud(300, seed=4)
+    kel.point_data["T"] = kel.point_data["T"] + 273.15
+    res, m = evaluate_mesh(flow, kel, temperature="T", strain_rate="rate", plastic_strain="peeq",
+                           temperature_unit="K")
+    assert res.warnings == [] and res.n_out_of_box == 0
+    np.testing.assert_allclose(m.point_data["flow_stress_MPa"], m_ref.point_data["flow_stress_MPa"], rtol=1e-9)
+    # the CLI: --temperature-unit F, and the warning on stderr with exit 0
+    src = tmp_path / "c.vtu"
+    meshio.write(src, kel)
+    rc = main(["mesh", "--model", str(models[0]), "--in", str(src), "--out", str(tmp_path / "o.vtu"),
+               "--temperature", "T", "--strain-rate", "rate", "--plastic-strain", "peeq", "--no-progress"])
+    cap = capsys.readouterr()
+    assert rc == 0 and cap.err.count("warning:") == 1 and "--temperature-unit" in cap.err
+    assert "300 outside the data" in cap.out
+    fah = _cloud(300, seed=4)
+    fah.point_data["T"] = fah.point_data["T"] * 1.8 + 32.0
+    meshio.write(src, fah)
+    rc = main(["mesh", "--model", str(models[0]), "--in", str(src), "--out", str(tmp_path / "o.vtu"),
+               "--temperature", "T", "--temperature-unit", "F", "--strain-rate", "rate", "--plastic-strain",
+               "peeq", "--no-progress"])
+    cap = capsys.readouterr()
+    assert rc == 0 and "warning" not in cap.err and "0 outside the data" in cap.out
+
+
+def test_whole_run_settings_and_outputs_checked_before_the_work(models, tmp_path, capsys, monkeypatch):
+    import fem_bridge.mesh as mesh_mod
+    src = tmp_path / "c.vtu"
+    meshio.write(src, _cloud(20))
+    calls = []
+    monkeypatch.setattr(mesh_mod, "read_mesh", lambda p: calls.append(p) or meshio.read(p))
+    base = ["mesh", "--model", str(models[0]), "--in", str(src), "--temperature", "T", "--no-progress"]
+    upd = ["--plastic-strain", "0", "--strain-increment", "d", "--dt", "0.01", "--E", "1e5"]
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    cases = [(["--out", str(tmp_path / "o.vtu"), *upd, "--nu", "0.5"], "nu = 0.5"),
+             (["--out", str(tmp_path / "o.vtu"), *upd[:-1], "-5", "--nu", "0.3"], "E = -5.0"),
+             (["--out", str(tmp_path / "x.xyz"), "--strain-rate", "rate", "--plastic-strain", "peeq"],
+              "unknown mesh format '.xyz'"),
+             (["--out", str(tmp_path / "a.vtu"), "--strain-rate", "rate", "--plastic-strain", "peeq",
+               "--temperature-unit", "K", "--at", "points"], None)]
+    (tmp_path / "plain.txt").write_text("x")
+    cases.append((["--out", str(tmp_path / "plain.txt" / "o.vtu"), "--strain-rate", "rate", "--plastic-strain",
+                   "peeq"], "is not a folder"))
+    if os.geteuid() != 0:                                   # root writes anywhere
+        cases.append((["--out", str(ro / "sub" / "o.vtu"), "--strain-rate", "rate", "--plastic-strain", "peeq"],
+                      "not writable"))
+    for extra, msg in cases:
+        rc = main(base + extra)
+        err = capsys.readouterr().err
+        if msg is None:
+            assert rc == 0
+            continue
+        assert rc == 2 and msg in err and "Traceback" not in err, (extra, err)
+    assert len(calls) == 1                                  # only the good run read the mesh
+    ro.chmod(0o700)
+    with pytest.raises(NeumatInputError, match="nu = 0.5"):
+        evaluate_mesh(models[0], _cloud(5), temperature=1100, plastic_strain=0.0, strain_increment=[0] * 6,
+                      dt=0.01, E=1e5, nu=0.5)
+
+
+def test_update_mode_reports_evaluations_outside_the_data(models):
+    flow = load_backend(models[0])
+    n = 40
+    mesh = _cloud(n, seed=6)
+    mesh.point_data["T"][: n // 2] = 1400.0                  # beyond the box (no recorded conditions)
+    mesh.point_data["d"] = np.tile([-4e-3, 2e-3, 2e-3, 0, 0, 0], (n, 1))
+    res, m = evaluate_mesh(flow, mesh, temperature="T", plastic_strain=0.1, strain_increment="d", dt=0.01,
+                           E=1e5, nu=0.3)
+    grew = m.point_data["state"][:, cv.SV_NOUT] > 0
+    assert res.n_out_of_box == int(grew.sum()) == n // 2 and grew[: n // 2].all()
+    assert f"{n // 2} evaluated outside the data" in res.summary()

@@ -224,3 +224,22 @@ def test_bad_dask_specs_and_missing_package(models, tmp_path, capsys, monkeypatc
     with pytest.raises(NeumatInputError, match="dask"):
         evaluate_mesh(models[0], _cloud(10), dask="local", **FLOW_ARGS)
     assert cv.NSTATV == 9                                              # (state layout the update test relies on)
+
+
+def test_measured_conditions_reach_the_workers(client, tmp_path):
+    """A model with recorded conditions: the workers get them with the model bytes and flag the
+    same rows (the gap between 20 °C and 650 °C, strain beyond 0.4 at 20 °C) as the single process."""
+    from helpers import gap_flownet
+    path = export_onnx(gap_flownet(seed=6), tmp_path / "gap.onnx")
+    n = 4000
+    rng = np.random.default_rng(2)
+    pd = {"peeq": rng.uniform(0.0, 0.6, n), "rate": 10 ** rng.uniform(-2, 0, n),
+          "T": rng.choice([20.0, 335.0, 700.0, 1000.0], n)}
+    mesh = lambda: meshio.Mesh(rng.random((n, 3)), [("vertex", np.arange(n).reshape(-1, 1))],
+                               point_data={k: v.copy() for k, v in pd.items()})
+    r1, m1 = evaluate_mesh(path, mesh(), chunk=500, **FLOW_ARGS)
+    r2, m2 = evaluate_mesh(path, mesh(), chunk=500, dask=client, dask_task_rows=1000, **FLOW_ARGS)
+    np.testing.assert_array_equal(m1.point_data["out_of_box"], m2.point_data["out_of_box"])
+    expected = (pd["T"] == 335.0) | ((pd["T"] == 20.0) & (pd["peeq"] > 0.4))
+    np.testing.assert_array_equal(m2.point_data["out_of_box"].astype(bool), expected)
+    assert r1.n_out_of_box == r2.n_out_of_box == int(expected.sum())

@@ -80,7 +80,7 @@ def test_torch_float64_equals_flownet(act, hybrid):
     with torch.no_grad():       # a non-trivial output layer also for the hybrid
         for lin in net.linears:
             lin.bias.uniform_(-0.3, 0.3)
-    cfg = TrainConfig(spec="4-R-8-A-4-A-R-1", activation=act, hybrid=hybrid)
+    cfg = TrainConfig(method="network", spec="4-R-8-A-4-A-R-1", activation=act, hybrid=hybrid)
     model = TrainedModel(net, in_tf, out_tf, cfg, fc.feature_names, x.min(0), x.max(0), 1e-4,
                          arrhenius=ARR if hybrid != "none" else None)
     fn = model.to_flownet({"test": True})

@@ -36,8 +36,8 @@ TEST = [(1050, 0.01), (1050, 1.0)]
 
 
 def tiny_config(**kw) -> TrainConfig:
-    base = dict(max_steps=300, patience=200, transfer_max_steps=200, points_per_curve=15, eval_every=20,
-                transfer_points=2048, transfer_batch=256, val_fraction=0.0, lm_steps=0)
+    base = dict(method="network", max_steps=300, patience=200, transfer_max_steps=200, points_per_curve=15,
+                eval_every=20, transfer_points=2048, transfer_batch=256, val_fraction=0.0, lm_steps=0)
     base.update(kw)
     return TrainConfig(**base)
 
@@ -186,3 +186,93 @@ def test_outlier_keep_drop_comparison_is_reported():
     assert comp["flagged_points"] >= 1
     assert comp["chosen"] in ("outliers kept", "outliers dropped")
     assert min(comp["val_mare_pct_kept"], comp["val_mare_pct_dropped"]) == m.info["fine_tune"]["best_crit_mare_pct"]
+
+
+# ---- the run folder and what a run says about itself (issue 16) --------------------------------
+def _network_config(tmp_path, **kw):
+    """A quick config file for the residual network (the method that has the phases below)."""
+    d = TrainConfig.quick(**kw).to_dict()
+    if "method" in d:
+        d["method"] = "network"
+    path = tmp_path / "net_cfg.json"
+    path.write_text(json.dumps(d))
+    return path
+
+
+def test_train_run_folder_refused_forced_and_clean_after_failure(tmp_path, capsys, monkeypatch):
+    fc = law_curves(TRAIN, n=20)
+    csv = tmp_path / "c.csv"
+    fc.to_csv(csv)
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "stale.png").write_text("old plot")
+    argv = ["train", "--data", str(csv), "--quick", "--quiet", "--no-plots", "--out", str(out)]
+    assert _cli(argv) == 2
+    assert "not empty" in capsys.readouterr().err and (out / "stale.png").read_text() == "old plot"
+    assert _cli(argv + ["--force"]) == 0
+    assert not (out / "stale.png").exists() and (out / "config.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.csv", "run"]     # no temporary folder left
+    # a failing training leaves no folder behind (and an earlier run where it was)
+    import constitutive.training as training
+
+    def broken(*a, **k):
+        raise RuntimeError("injected failure")
+    monkeypatch.setattr(training, "fit", broken)
+    with pytest.raises(RuntimeError, match="injected"):
+        _cli(argv[:-1] + [str(tmp_path / "new")])
+    with pytest.raises(RuntimeError, match="injected"):
+        _cli(argv + ["--force"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.csv", "run"]
+    assert (out / "config.json").is_file()
+
+
+def test_train_refuses_a_single_temperature_or_rate(tmp_path, capsys):
+    for conds, needle in (([(1000, 0.01), (1000, 1.0)], "single temperature"),
+                          ([(900, 0.1), (1000, 0.1), (1100, 0.1)], "single strain rate")):
+        csv = tmp_path / "one.csv"
+        law_curves(conds, n=20).to_csv(csv)
+        out = tmp_path / "run"
+        assert _cli(["train", "--data", str(csv), "--quick", "--quiet", "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert needle in err and "2 or more temperatures" in err and not out.exists()
+        assert _cli(["baselines", "--data", str(csv)]) == 2
+        assert needle in capsys.readouterr().err
+    # held-out conditions that leave one temperature: also refused before training
+    csv = tmp_path / "two.csv"
+    law_curves(TRAIN, n=20).to_csv(csv)
+    assert _cli(["train", "--data", str(csv), "--heldout", ",".join(f"900:{r:g}" for _, r in TRAIN[:5]),
+                 "--quick", "--quiet", "--out", str(tmp_path / "r2")]) == 2
+    assert "single temperature" in capsys.readouterr().err
+
+
+def test_train_reports_max_steps_and_writes_the_built_spec_and_lm_history(tmp_path, capsys, monkeypatch):
+    import matplotlib.figure
+    fc = law_curves(TRAIN, n=20)
+    csv = tmp_path / "c.csv"
+    fc.to_csv(csv)
+    cfg = _network_config(tmp_path, max_steps=40, patience=1000, eval_every=20, lm_steps=3, lm_patience=10,
+                          transfer=False)
+    labels = {}
+    real_savefig = matplotlib.figure.Figure.savefig
+
+    def savefig(fig, path, *a, **k):
+        labels[str(path).rsplit("/", 1)[-1]] = [t for ax in fig.axes for t in ax.get_legend_handles_labels()[1]]
+        return real_savefig(fig, path, *a, **k)
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", savefig)
+    out = tmp_path / "run"
+    assert _cli(["train", "--data", str(csv), "--config", str(cfg), "--quiet", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    met = json.loads((out / "metrics.json").read_text())
+    assert met["fine_tune"]["stopped"] == "max_steps"
+    assert any("max_steps (40)" in w for w in met["warnings"])
+    assert "warning: fine-tuning stopped at max_steps (40)" in text
+    written = json.loads((out / "config.json").read_text())
+    n_in = len(TrainedModel.load(out).in_tf.columns)
+    assert written["spec"].split("-")[0] == str(n_in) == "3"
+    assert FlowNet.load(out).meta["spec"] == written["spec"]
+    # history.png shows the Levenberg–Marquardt phase after fine-tuning
+    hist = labels["history.png"]
+    assert any("fine-tune" in t for t in hist) and any("Levenberg" in t for t in hist)
+    from constitutive.cli_train import history_series
+    series = history_series(json.loads((out / "history.json").read_text()))
+    assert list(series) == ["fine-tune", "lm"] and series["lm"][0][0] > series["fine-tune"][0][-1]
