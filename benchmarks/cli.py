@@ -60,7 +60,7 @@ def register(sub) -> None:
          "(needs make ccx; writes benchmarks/results/solver.json)",
          "Solve the same decks with ccx 2.20 twice — the generated UMAT, and ccx's *PLASTIC with a "
          "200-row hardening table of the same network — alternating, at 1 and 2 threads: the homogeneous "
-         "cube (8000 C3D8) and a cylinder between sticking platens (1152 C3D8). Wall times (s), their "
+         "cube (8000 C3D8) and a cylinder between sticking platens (2400 C3D8). Wall times (s), their "
          "ratio, Newton iterations, UMAT calls per integration point and iteration, time inside the UMAT "
          "and perf's split of the ccx process.",
          "neumat benchmark solver --quick --out /tmp/solver   # seconds; the full run about 30 minutes")

@@ -9,14 +9,18 @@ summarised as one pool, ``synthetic_family``).
 Each fold holds out ONE condition (every curve of it), fits every model on the other curves and
 scores MARE (%) on the held-out points with strain ≥ ``SCORE_STRAIN`` = 0.05 (the start of a
 curve, elastic rise and strain 0, is left out for every model alike). Nothing of the held-out
-condition enters any fit: the default model's own choices (base-law order, correction
+condition enters any fit: the anchored model's own choices (base law, correction
 strength) are made by inner cross-validation on the fold's training curves only.
+``--resummarise FILE`` re-reads the folds of an earlier run and points ``default`` at the model
+TrainConfig() now equals (no training).
 
 Models: ``arrhenius``, ``hensel_spittel``, ``johnson_cook`` (``constitutive.baselines``, default
 options), ``mlp`` (the plain 3-15-A-7-A-1 sigmoid network of the accuracy benchmark, no
-transfer), ``default`` (exactly ``TrainConfig()``, what ``neumat train`` does without options) and
-``seed`` (the seed method: ``TrainConfig(method="network")``, residual network with transfer from
-Arrhenius and early stopping on validation curves — the default before the anchored model).
+transfer), ``default`` (exactly ``TrainConfig()``, what ``neumat train`` does without options; a
+model with the same configuration as another is not trained twice), ``seed`` (the seed method:
+``TrainConfig(method="network")``, residual network with transfer from Arrhenius and early
+stopping on validation curves) and ``anchored`` (``TrainConfig(method="anchored")``,
+``constitutive.anchored``: base law × bounded correction, chosen by inner cross-validation).
 Networks are evaluated without the box clamp (extrapolation is the point). A model that fails on
 a fold (exception, non-finite prediction) scores None there and counts as a loss.
 
@@ -45,7 +49,7 @@ from constitutive.baselines import make_model, without_zero_strain
 from constitutive.datasets import dataset_available, load
 from constitutive.errors import NeumatInputError
 from constitutive.flow_curves import FlowCurves
-from constitutive.jsonio import write_json
+from constitutive.jsonio import read_json, write_json
 from constitutive.synthetic import CAMPAIGNS, generate_campaign
 
 from .readme_sections import BENCHMARKS_README, write_section
@@ -215,9 +219,11 @@ def markdown(result: dict) -> str:
     models = result["models"]
     lines = ["## Leave-one-condition-out on every data set (`neumat benchmark loco`)", "",
              "Each fold holds out one condition (all its curves; bst_freiberg's two replicates together), fits every "
-             "model on the rest and scores the held-out curves; every fold, edge conditions included. The default "
-             "model makes its own choices (base law, correction strength) by cross-validation inside the fold's "
-             "training curves; no held-out curve enters any fit or choice. Synthetic campaigns are labelled SYNTHETIC "
+             "model on the rest and scores the held-out curves; every fold, edge conditions included. No held-out "
+             "curve enters any fit or choice: the networks stop early on validation curves drawn from the fold's "
+             "training curves, the anchored model chooses its base law and correction strength by cross-validation "
+             "inside them. `default` is the column of the model TrainConfig() equals"
+             + (f" (`{result['default_is']}`)" if result.get("default_is") else "") + ". Synthetic campaigns are labelled SYNTHETIC "
              "(`constitutive/synthetic.py`, CAMPAIGNS). Models: " + "; ".join(f"`{m}` {result['model_info'][m]}"
                                                                            for m in result["models"]) + ".", "",
              f"Leave-one-condition-out, MARE % on the held-out curves (strain ≥ {SCORE_STRAIN}), "
@@ -348,7 +354,6 @@ def default_alias(quick: bool) -> str | None:
 
 
 def resummarise(path: Path) -> dict:
-    from constitutive.jsonio import read_json
     res = read_json(path)
     alias = default_alias(res["quick"])
     if alias is None:

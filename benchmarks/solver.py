@@ -73,7 +73,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="values of the model's extra features (default 0 each)")
     p.add_argument("--elements", type=int, default=None, help="cube: C3D8 per edge (default 20: 8000 elements)")
     p.add_argument("--cylinder", default=None, metavar="NCORE,NRING,NZ",
-                   help="cylinder O-grid divisions (default 6,5,12: 1152 elements)")
+                   help="cylinder O-grid divisions (default 8,6,15: 2400 elements)")
     p.add_argument("--increments", type=int, default=None, help="equal increments (default 10)")
     p.add_argument("--strain", type=float, default=0.5, help="final nominal strain (default 0.5)")
     p.add_argument("--temperature", type=float, default=1150.0, help="°C (default 1150)")
@@ -102,7 +102,7 @@ def _ints(text: str, what: str, n: int | None = None) -> list[int]:
 def settings(args) -> dict:
     q = args.quick
     s = dict(elements=args.elements or (4 if q else 20),
-             cylinder=_ints(args.cylinder or ("2,2,3" if q else "6,5,12"), "--cylinder", 3),
+             cylinder=_ints(args.cylinder or ("2,2,3" if q else "8,6,15"), "--cylinder", 3),
              increments=args.increments or (3 if q else 10), repeats=args.repeats or (1 if q else 3),
              threads=_ints(args.threads, "--threads"), strain=args.strain, temperature_c=args.temperature,
              strain_rate=args.strain_rate, decks=[d.strip() for d in args.decks.split(",") if d.strip()],

@@ -105,9 +105,10 @@ def _common(p) -> None:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--quick", action="store_true", help="small fast settings (seconds)")
     g.add_argument("--method", default=None, choices=["anchored", "network"],
-                   help="anchored (default): Arrhenius law x bounded correction chosen by inner cross-validation; "
-                        "network: the seed method (residual network, transfer from Arrhenius); --hybrid, "
-                        "--no-transfer, --spec, --activation and --max-steps imply network")
+                   help="network (default): the residual network with transfer from Arrhenius; anchored: a base "
+                        "law (Arrhenius or log-linear Zener-Hollomon) x a bounded correction, chosen by inner "
+                        "cross-validation on the training curves; --hybrid, --no-transfer, --spec, --activation "
+                        "and --max-steps imply network")
     g.add_argument("--spec", default=None, help="layer spec, e.g. 4-R-8-A-4-A-R-1 (first number = inputs)")
     g.add_argument("--activation", default=None)
     g.add_argument("--hybrid", default=None, choices=["none", "multiplicative", "additive"])

@@ -68,12 +68,14 @@ class TrainingFailedError(RuntimeError):
 class TrainConfig:
     """All hyper-parameters of one training (JSON-able; ``neumat train --config`` reads it).
 
-    ``method``: ``anchored`` (default: Arrhenius base × bounded correction, strength chosen by
-    inner cross-validation, ``constitutive.anchored``) or ``network`` (the seed method: residual
-    network with transfer from Arrhenius, early stopping on validation curves; the settings
-    below ``method``'s own). A config dict without ``method`` (written before the anchored
-    method existed) is read as ``network``."""
-    method: str = "anchored"
+    ``method``: ``network`` (default, the seed method: residual network with transfer from
+    Arrhenius, early stopping on validation curves) or ``anchored`` (a base law — Arrhenius or a
+    log-linear Zener–Hollomon law — times a bounded correction, both chosen by inner
+    cross-validation, ``constitutive.anchored``; the ``anchor_*`` and ``inner_folds`` settings).
+    The anchored model did not win the leave-one-condition-out benchmark across data sets
+    (benchmarks/results/loco.json), so it is not the default. A config dict without ``method``
+    is read as ``network``."""
+    method: str = "network"
     anchor_spec: str = "4-R-8-A-4-A-R-1"  # correction network (the fixed bound layer -A-1 is appended)
     anchor_bound: float = 0.5            # |σ/σ_A − 1| ≤ bound
     anchor_strengths: list = field(default_factory=lambda: [0.1, 1.0])   # κ, pull to the law

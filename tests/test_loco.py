@@ -82,8 +82,8 @@ def test_nested_cv_never_touches_the_heldout_fold(monkeypatch):
     full = without_zero_strain(loco.load_dataset(name))
     fold = 5
     held = full.conditions()[full.condition_groups()[fold][0]]
-    r = loco.run_fold(name, fold, ["default"], quick=True)
-    assert r["mare_pct"]["default"] is not None
+    r = loco.run_fold(name, fold, ["anchored"], quick=True)
+    assert r["mare_pct"]["anchored"] is not None
     assert [list(held)] == r["heldout"]
     assert len(seen) > 3                                  # inner folds and the final fit all reported
     n_train_conditions = len(full.condition_groups()) - 1
@@ -97,7 +97,7 @@ def test_nested_cv_never_touches_the_heldout_fold(monkeypatch):
 
 def test_anchored_is_deterministic_bounded_and_exports():
     c = without_zero_strain(generate_campaign("regimes_4x3"))
-    cfg = TrainConfig.quick(anchor_strengths=[0.01], anchor_orders=[5])
+    cfg = TrainConfig.quick(method="anchored", anchor_strengths=[0.01], anchor_orders=[5])
     a, b = fit(c, cfg, seed=2), fit(c, cfg, seed=2)
     x = c.features()
     assert np.array_equal(a.predict(x), b.predict(x))
@@ -125,7 +125,7 @@ def test_both_base_laws_export_to_onnx(kind):
     onnxruntime = pytest.importorskip("onnxruntime")
     from export.onnx_export import build_model
     c = without_zero_strain(generate_campaign("hardening_4x3_uneven"))
-    cfg = TrainConfig.quick(anchor_strengths=[0.01], anchor_orders=[5] if kind != "loglinear" else [],
+    cfg = TrainConfig.quick(method="anchored", anchor_strengths=[0.01], anchor_orders=[5] if kind != "loglinear" else [],
                             anchor_loglinear=kind == "loglinear")
     m = fit(c, cfg, seed=0)
     assert m.info["anchored"]["base_law"] == kind
@@ -139,7 +139,7 @@ def test_both_base_laws_export_to_onnx(kind):
 
 def test_absurd_training_fit_fails_loudly(tmp_path, monkeypatch):
     c = without_zero_strain(generate_campaign("peak_4x3"))
-    m = fit(c, TrainConfig.quick(anchor_strengths=[0.01]), seed=0)
+    m = fit(c, TrainConfig.quick(method="anchored", anchor_strengths=[0.01]), seed=0)
     check_trained(m, c)                                   # a sane model passes
     monkeypatch.setattr(type(m), "predict", lambda self, x: -3e22 * np.ones(len(np.atleast_2d(x))))
     with pytest.raises(TrainingFailedError, match="-3e\\+22 MPa"):
