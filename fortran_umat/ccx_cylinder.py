@@ -28,8 +28,7 @@ import numpy as np
 from constitutive.errors import NeumatInputError
 from fem_bridge.hosts.cylinder_mesh import quarter_cylinder_arrays
 
-from .ccx_deck import CCX_MAX_PLASTIC_POINTS, PlasticMaterial, UserMaterial, _fmt, _id_lines, _lines
-from .ccx_run import CCX_VERSION
+from .ccx_deck import PlasticMaterial, UserMaterial, _fmt, _id_lines, _lines, material_block
 
 # DOLFINx/basix tensor-product vertex order (i fastest, then j, then k) → C3D8 (counter-clockwise
 # bottom face, then the top face)
@@ -66,31 +65,6 @@ def cylinder_mesh(radius_mm: float, half_height_mm: float, n_core: int, n_ring: 
     flip = j < 0
     conn[flip] = conn[flip][:, [0, 3, 2, 1, 4, 7, 6, 5]]   # mirror the bottom/top faces
     return pts, conn
-
-
-def material_lines(material: UserMaterial | PlasticMaterial, temperature_c: float,
-                   nlgeom: bool = False) -> tuple[str, str, list[str]]:
-    """(kind, material name, deck lines of ``*MATERIAL`` …) for either material, as
-    ``write_compression_deck`` writes them."""
-    if isinstance(material, UserMaterial):
-        name = material.material_name(nlgeom)
-        out = [f"*MATERIAL, NAME={name}", f"*USER MATERIAL, CONSTANTS={len(material.props)}"]
-        out += _lines(list(material.props) + [temperature_c])
-        out += ["*DEPVAR", str(int(material.nstatv))]
-        return "umat", name, out
-    if isinstance(material, PlasticMaterial):
-        table = np.asarray(material.table, dtype=float)
-        if table.ndim != 2 or table.shape[1] != 2 or table[0, 1] != 0 or np.any(np.diff(table[:, 1]) <= 0):
-            raise NeumatInputError("*PLASTIC table: rows (yield stress, plastic strain) with plastic "
-                                   "strain starting at 0 and increasing")
-        if len(table) > CCX_MAX_PLASTIC_POINTS:
-            raise NeumatInputError(f"*PLASTIC table: {len(table)} rows; ccx {CCX_VERSION} silently "
-                                   f"overflows beyond {CCX_MAX_PLASTIC_POINTS} (incplas.f)")
-        out = [f"*MATERIAL, NAME={material.name}", "*ELASTIC",
-               f"{_fmt(material.E)}, {_fmt(material.nu)}, {_fmt(temperature_c)}", "*PLASTIC"]
-        out += [f"{_fmt(s)}, {_fmt(p)}, {_fmt(temperature_c)}" for s, p in table]
-        return "plastic", material.name, out
-    raise TypeError("material must be a UserMaterial or a PlasticMaterial")
 
 
 def write_cylinder_deck(path: str | Path, *, material: UserMaterial | PlasticMaterial,
@@ -132,7 +106,7 @@ def write_cylinder_deck(path: str | Path, *, material: UserMaterial | PlasticMat
     for name, s in sets.items():
         out.append(f"*NSET, NSET={name}")
         out += _id_lines(s.tolist())
-    kind, mname, mlines = material_lines(material, temperature_c)
+    kind, mname, mlines = material_block(material, temperature_c)
     out += mlines
     out += [f"*SOLID SECTION, ELSET=EALL, MATERIAL={mname}",
             "*INITIAL CONDITIONS, TYPE=TEMPERATURE", f"NALL, {_fmt(temperature_c)}",

@@ -184,7 +184,7 @@ def _id_lines(ids: Sequence[int], per_line: int = 16) -> list[str]:
     return [", ".join(str(i) for i in ids[k:k + per_line]) for k in range(0, len(ids), per_line)]
 
 
-def _material_block(material, temperature_c: float, nlgeom: bool) -> tuple[str, str, list[str]]:
+def material_block(material, temperature_c: float, nlgeom: bool = False) -> tuple[str, str, list[str]]:
     """(kind "umat" | "plastic", material name, the ``*MATERIAL`` … deck lines)."""
     if isinstance(material, UserMaterial):
         mname = material.material_name(nlgeom)
@@ -259,7 +259,7 @@ def write_axisymmetric_deck(path: str | Path, *, material: UserMaterial | Plasti
     for name, ids in sets.items():
         out.append(f"*NSET, NSET={name}")
         out += _id_lines(ids)
-    kind, mname, mlines = _material_block(material, temperature_c, False)
+    kind, mname, mlines = material_block(material, temperature_c, False)
     out += mlines
     out += [f"*SOLID SECTION, ELSET=EALL, MATERIAL={mname}",
             "*INITIAL CONDITIONS, TYPE=TEMPERATURE", f"NALL, {_fmt(temperature_c)}",
@@ -337,7 +337,7 @@ def write_compression_deck(path: str | Path, *, material: UserMaterial | Plastic
         out.append(f"*NSET, NSET={name}")
         out += _id_lines(ids)
 
-    kind, mname, mlines = _material_block(material, temperature_c, nlgeom)
+    kind, mname, mlines = material_block(material, temperature_c, nlgeom)
     out += mlines
     out += [f"*SOLID SECTION, ELSET=ECUBE, MATERIAL={mname}",
             "*INITIAL CONDITIONS, TYPE=TEMPERATURE", f"NCUBE, {_fmt(temperature_c)}",
