@@ -29,7 +29,7 @@ from constitutive.jsonio import write_atomic
 from fem_bridge.umat import UmatMaterial
 
 from .casting_deck import SuperalloyProperties, material_block
-from .ccx_deck import _fmt, _id_lines
+from .ccx_deck import _fmt, _id_lines, hex_block_lines
 
 SUPPORTS = ("free", "bar", "full")
 
@@ -43,14 +43,6 @@ class BlockDeck:
     support: str
 
 
-def _grid(nx: int, ny: int, nz: int, lx: float, ly: float, lz: float, y0: float = 0.0):
-    m = (nx + 1, ny + 1, nz + 1)
-    nid = lambda i, j, k: 1 + i + m[0] * j + m[0] * m[1] * k
-    pts = [(nid(i, j, k), i * lx / nx, y0 + j * ly / ny, k * lz / nz)
-           for k in range(m[2]) for j in range(m[1]) for i in range(m[0])]
-    return m, nid, pts
-
-
 def write_block_deck(path: str | Path, material, props: SuperalloyProperties, *, t0: float,
                      temps: Sequence[float], step_time: float = 1.0, support: str = "bar",
                      n_elem: int = 1, side_mm: float = 1.0, elastic: str = "per-temperature") -> BlockDeck:
@@ -61,20 +53,10 @@ def write_block_deck(path: str | Path, material, props: SuperalloyProperties, *,
         raise NeumatInputError(f"support {support}: choose one of {', '.join(SUPPORTS)}")
     temps = np.asarray(temps, dtype=float)
     n, L = int(n_elem), float(side_mm)
-    m, nid, pts = _grid(n, n, n, L, L, L)
     out = ["** neumat thermal-stress check (fortran_umat/casting_checks.py). Units mm, N, s, MPa, degC.",
-           "*HEADING", f"neumat block, support {support}", "*NODE, NSET=NALL"]
-    out += [f"{i}, {_fmt(x)}, {_fmt(y)}, {_fmt(z)}" for i, x, y, z in pts]
-    out.append("*ELEMENT, TYPE=C3D8, ELSET=EALL")
-    e = 0
-    for k in range(n):
-        for j in range(n):
-            for i in range(n):
-                e += 1
-                c = [nid(i, j, k), nid(i + 1, j, k), nid(i + 1, j + 1, k), nid(i, j + 1, k),
-                     nid(i, j, k + 1), nid(i + 1, j, k + 1), nid(i + 1, j + 1, k + 1), nid(i, j + 1, k + 1)]
-                out.append(f"{e}, " + ", ".join(map(str, c)))
-    grid = [(i, j, k) for k in range(m[2]) for j in range(m[1]) for i in range(m[0])]
+           "*HEADING", f"neumat block, support {support}"]
+    block, nid, grid = hex_block_lines(n, L, "NALL", "EALL")
+    out += block
     sets = {"NX0": [nid(*g) for g in grid if g[0] == 0], "NY0": [nid(*g) for g in grid if g[1] == 0],
             "NZ0": [nid(*g) for g in grid if g[2] == 0], "NXL": [nid(*g) for g in grid if g[0] == n]}
     for name, ids in sets.items():

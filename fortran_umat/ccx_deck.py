@@ -184,6 +184,24 @@ def _id_lines(ids: Sequence[int], per_line: int = 16) -> list[str]:
     return [", ".join(str(i) for i in ids[k:k + per_line]) for k in range(0, len(ids), per_line)]
 
 
+def hex_block_lines(n: int, side_mm: float, nset: str, elset: str):
+    """``*NODE`` and ``*ELEMENT, TYPE=C3D8`` lines of a cube of n³ elements with side ``side_mm``
+    (corner at the origin), the node id of grid point (i, j, k) and the list of grid points."""
+    m = n + 1
+    nid = lambda i, j, k: 1 + i + m * j + m * m * k
+    h = side_mm / n
+    grid = [(i, j, k) for k in range(m) for j in range(m) for i in range(m)]
+    out = [f"*NODE, NSET={nset}"]
+    out += [f"{nid(i, j, k)}, {_fmt(i * h)}, {_fmt(j * h)}, {_fmt(k * h)}" for i, j, k in grid]
+    out.append(f"*ELEMENT, TYPE=C3D8, ELSET={elset}")
+    cells = [(i, j, k) for k in range(n) for j in range(n) for i in range(n)]
+    for e, (i, j, k) in enumerate(cells, start=1):
+        conn = [nid(i, j, k), nid(i + 1, j, k), nid(i + 1, j + 1, k), nid(i, j + 1, k),
+                nid(i, j, k + 1), nid(i + 1, j, k + 1), nid(i + 1, j + 1, k + 1), nid(i, j + 1, k + 1)]
+        out.append(f"{e}, " + ", ".join(map(str, conn)))
+    return out, nid, grid
+
+
 def material_block(material, temperature_c: float, nlgeom: bool = False) -> tuple[str, str, list[str]]:
     """(kind "umat" | "plastic", material name, the ``*MATERIAL`` … deck lines)."""
     if isinstance(material, UserMaterial):
@@ -307,27 +325,12 @@ def write_compression_deck(path: str | Path, *, material: UserMaterial | Plastic
     dt = period / n_inc
 
     # nodes on an (n+1)^3 grid, id = 1 + i + (n+1) j + (n+1)^2 k
-    m = n + 1
-    nid = lambda i, j, k: 1 + i + m * j + m * m * k
-    h = L / n
     out = ["** neumat: homogeneous C3D8 compression (fortran_umat/ccx_deck.py). Units mm, N, MPa, s, degC.",
            f"** T = {temperature_c} degC, strain rate = {strain_rate} 1/s, final strain = "
            f"{final_true_strain}, {n_inc} increments, NLGEOM {'on' if nlgeom else 'off'}",
-           "*HEADING", "neumat compression test", "*NODE, NSET=NCUBE"]
-    for k in range(m):
-        for j in range(m):
-            for i in range(m):
-                out.append(f"{nid(i, j, k)}, {_fmt(i * h)}, {_fmt(j * h)}, {_fmt(k * h)}")
-    out.append("*ELEMENT, TYPE=C3D8, ELSET=ECUBE")
-    e = 0
-    for k in range(n):
-        for j in range(n):
-            for i in range(n):
-                e += 1
-                conn = [nid(i, j, k), nid(i + 1, j, k), nid(i + 1, j + 1, k), nid(i, j + 1, k),
-                        nid(i, j, k + 1), nid(i + 1, j, k + 1), nid(i + 1, j + 1, k + 1), nid(i, j + 1, k + 1)]
-                out.append(f"{e}, " + ", ".join(map(str, conn)))
-    grid = [(i, j, k) for k in range(m) for j in range(m) for i in range(m)]
+           "*HEADING", "neumat compression test"]
+    block, nid, grid = hex_block_lines(n, L, "NCUBE", "ECUBE")
+    out += block
     sets = {"NXMIN": [nid(*g) for g in grid if g[0] == 0],
             "NYMIN": [nid(*g) for g in grid if g[1] == 0],
             "NZMIN": [nid(*g) for g in grid if g[2] == 0],
