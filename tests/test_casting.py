@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from constitutive.errors import NeumatInputError
+from export.onnx_export import export_onnx
 from fem_bridge import conventions as cv
 from fem_bridge.backends import load_backend
 from fem_bridge.umat import UmatMaterial
@@ -43,7 +44,6 @@ def umat(tmp_path_factory):
         ccx_binary()
     except CcxNotBuilt as exc:
         pytest.fail(f"{exc}")
-    from export.onnx_export import export_onnx  # optional: export lives on a lower floor; only this fixture needs it
     d = tmp_path_factory.mktemp("casting_umat")
     onnx_path = d / "gap.onnx"
     export_onnx(gap_flownet(seed=2), onnx_path)
