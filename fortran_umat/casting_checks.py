@@ -29,7 +29,7 @@ from constitutive.jsonio import write_atomic
 from fem_bridge.umat import UmatMaterial
 
 from .casting_deck import SuperalloyProperties, material_block
-from .ccx_deck import _fmt, _id_lines, hex_block_lines
+from .ccx_deck import _fmt, _id_lines, hex_block_lines, nset_lines
 
 SUPPORTS = ("free", "bar", "full")
 
@@ -59,9 +59,7 @@ def write_block_deck(path: str | Path, material, props: SuperalloyProperties, *,
     out += block
     sets = {"NX0": [nid(*g) for g in grid if g[0] == 0], "NY0": [nid(*g) for g in grid if g[1] == 0],
             "NZ0": [nid(*g) for g in grid if g[2] == 0], "NXL": [nid(*g) for g in grid if g[0] == n]}
-    for name, ids in sets.items():
-        out.append(f"*NSET, NSET={name}")
-        out += _id_lines(ids)
+    out += nset_lines(sets)
     name, mat_lines, kind = material_block(material, props, elastic=elastic)
     out += mat_lines
     out += [f"*SOLID SECTION, ELSET=EALL, MATERIAL={name}",

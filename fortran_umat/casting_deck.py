@@ -40,7 +40,7 @@ from constitutive.jsonio import write_atomic
 from fem_bridge import conventions as cv
 
 from .casting_geometry import PartMesh
-from .ccx_deck import CCX_MAX_PLASTIC_POINTS, UserMaterial, _fmt, _id_lines, _lines
+from .ccx_deck import CCX_MAX_PLASTIC_POINTS, UserMaterial, _fmt, _lines, nset_lines
 
 
 def _table(name: str, temps, values, lo: float = -math.inf, hi: float = math.inf) -> tuple[np.ndarray, np.ndarray]:
@@ -147,11 +147,7 @@ def _mesh_lines(mesh: PartMesh) -> list[str]:
         out.append(first + ("," if len(ids) > 15 else ""))
         if len(ids) > 15:
             out.append(", ".join(ids[15:]))
-    for name, rows in mesh.sets.items():
-        if name == "NALL":
-            continue
-        out.append(f"*NSET, NSET={name}")
-        out += _id_lines([int(r) + 1 for r in rows])
+    out += nset_lines({name: [int(r) + 1 for r in rows] for name, rows in mesh.sets.items() if name != "NALL"})
     for name, row in mesh.probes.items():
         out += [f"*NSET, NSET=P{name.upper().replace('_', '')}", str(int(row) + 1)]
     return out

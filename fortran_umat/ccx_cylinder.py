@@ -28,7 +28,7 @@ import numpy as np
 from constitutive.errors import NeumatInputError
 from fem_bridge.hosts.cylinder_mesh import quarter_cylinder_arrays
 
-from .ccx_deck import PlasticMaterial, UserMaterial, _fmt, _id_lines, _lines, material_block
+from .ccx_deck import PlasticMaterial, UserMaterial, _fmt, _lines, material_block, nset_lines
 
 # DOLFINx/basix tensor-product vertex order (i fastest, then j, then k) → C3D8 (counter-clockwise
 # bottom face, then the top face)
@@ -103,9 +103,7 @@ def write_cylinder_deck(path: str | Path, *, material: UserMaterial | PlasticMat
     sets = {"NXMIN": ids[np.abs(pts[:, 0]) <= tol], "NYMIN": ids[np.abs(pts[:, 1]) <= tol],
             "NZMIN": ids[np.abs(pts[:, 2]) <= tol],
             "NTOP": ids[np.abs(pts[:, 2] - half_height_mm) <= tol]}
-    for name, s in sets.items():
-        out.append(f"*NSET, NSET={name}")
-        out += _id_lines(s.tolist())
+    out += nset_lines(sets)
     kind, mname, mlines = material_block(material, temperature_c)
     out += mlines
     out += [f"*SOLID SECTION, ELSET=EALL, MATERIAL={mname}",

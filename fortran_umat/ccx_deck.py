@@ -184,6 +184,15 @@ def _id_lines(ids: Sequence[int], per_line: int = 16) -> list[str]:
     return [", ".join(str(i) for i in ids[k:k + per_line]) for k in range(0, len(ids), per_line)]
 
 
+def nset_lines(sets: dict) -> list[str]:
+    """``*NSET`` blocks, one per name, of the node ids (1-based) given for each name."""
+    out = []
+    for name, ids in sets.items():
+        out.append(f"*NSET, NSET={name}")
+        out += _id_lines([int(i) for i in ids])
+    return out
+
+
 def hex_block_lines(n: int, side_mm: float, nset: str, elset: str):
     """``*NODE`` and ``*ELEMENT, TYPE=C3D8`` lines of a cube of n³ elements with side ``side_mm``
     (corner at the origin), the node id of grid point (i, j, k) and the list of grid points."""
@@ -274,9 +283,7 @@ def write_axisymmetric_deck(path: str | Path, *, material: UserMaterial | Plasti
             out.append(f"{e}, {nid(i, j)}, {nid(i + 1, j)}, {nid(i + 1, j + 1)}, {nid(i, j + 1)}")
     sets = {"NAXIS": [nid(0, j) for j in range(nz + 1)], "NZMIN": [nid(i, 0) for i in range(nr + 1)],
             "NTOP": [nid(i, nz) for i in range(nr + 1)]}
-    for name, ids in sets.items():
-        out.append(f"*NSET, NSET={name}")
-        out += _id_lines(ids)
+    out += nset_lines(sets)
     kind, mname, mlines = material_block(material, temperature_c, False)
     out += mlines
     out += [f"*SOLID SECTION, ELSET=EALL, MATERIAL={mname}",
@@ -336,9 +343,7 @@ def write_compression_deck(path: str | Path, *, material: UserMaterial | Plastic
             "NZMIN": [nid(*g) for g in grid if g[2] == 0],
             "NTOP": [nid(*g) for g in grid if g[2] == n],
             "NCORNER": [nid(n, n, n)]}
-    for name, ids in sets.items():
-        out.append(f"*NSET, NSET={name}")
-        out += _id_lines(ids)
+    out += nset_lines(sets)
 
     kind, mname, mlines = material_block(material, temperature_c, nlgeom)
     out += mlines
