@@ -70,11 +70,13 @@ NETWORKS = {
     "resnet": dict(RESNET, transfer=False),
     "resnet_transfer": dict(RESNET, transfer=True, transfer_factor=1.1),
     "hybrid": dict(RESNET, transfer=False, hybrid="multiplicative"),
+    # exactly what `neumat train` does without options (TrainConfig(), the ensemble method)
+    "default": dict(method="ensemble"),
 }
 # full: fitted and scored on all 30 curves, nothing to generalise to, so no validation curves are
 # set aside (as the reference ANN); the other protocols stop early on validation curves.
 FULL_OVERRIDES = dict(val_fraction=0.0)
-LC_NETWORKS = ("mlp_sigmoid", "resnet_transfer", "hybrid")
+LC_NETWORKS = ("mlp_sigmoid", "resnet_transfer", "hybrid", "default")
 QUICK_OVERRIDES = dict(max_steps=150, patience=100, transfer_max_steps=100, points_per_curve=15,
                        eval_every=25, transfer_points=2048, transfer_batch=256, lm_steps=3)
 
@@ -267,7 +269,7 @@ def readme_section(result: dict) -> str:
     return "\n".join(lines)
 
 
-NETS = ("mlp_sigmoid", "resnet", "resnet_transfer", "hybrid")
+NETS = ("mlp_sigmoid", "resnet", "resnet_transfer", "hybrid", "default")
 
 
 def verdicts(result: dict) -> list[str]:
@@ -282,22 +284,27 @@ def verdicts(result: dict) -> list[str]:
         arr = models.get("arrhenius", {}).get(part, {}).get("mare_pct")
         gap = nets[best] - goals[p]
         state = "met" if gap <= 0 else f"missed by {gap:.2f} points"
-        out.append(f"- `{p}`: best network {LABELS[best]} {nets[best]:.2f} % (goal {goals[p]} %: {state}; "
+        dflt = ""
+        if "default" in nets:
+            dgap = nets["default"] - goals[p]
+            dflt = f"default model {nets['default']:.2f} % ({'met' if dgap <= 0 else f'missed by {dgap:.2f} points'}); "
+        out.append(f"- `{p}`: {dflt}best network {LABELS[best]} {nets[best]:.2f} % (goal {goals[p]} %: {state}; "
                    f"our Arrhenius {arr:.2f} %). Per network: "
                    + ", ".join(f"{LABELS[m]} {v:.2f}" for m, v in nets.items()) + ".")
     lc = result.get("learning_curve")
-    if lc and "resnet_transfer" in lc["models"]:
-        tl = lc["models"]["resnet_transfer"]
+    lc_net = next((m for m in ("default", "resnet_transfer") if lc and m in lc["models"]), None)
+    if lc_net:
+        tl = lc["models"][lc_net]
         v12 = tl.get("12", {}).get("heldout", {}).get("mare_pct")
         if v12 is not None:
             gap = v12 - goals["learning_curve_12"]
-            out.append(f"- learning curve, 12 curves: transfer net {v12:.2f} % (goal {goals['learning_curve_12']} %: "
+            out.append(f"- learning curve, 12 curves: {LABELS[lc_net]} {v12:.2f} % (goal {goals['learning_curve_12']} %: "
                        + ("met" if gap <= 0 else f"missed by {gap:.2f} points") + ").")
         for rival in ("arrhenius", "mlp_sigmoid"):
             beats = [n for n in lc["sizes"] if tl.get(str(n), {}).get("heldout") and
                      lc["models"].get(rival, {}).get(str(n), {}).get("heldout") and
                      tl[str(n)]["heldout"]["mare_pct"] < lc["models"][rival][str(n)]["heldout"]["mare_pct"]]
-            out.append(f"- transfer net beats {LABELS[rival]} at {', '.join(map(str, beats)) or 'no'} of "
+            out.append(f"- {LABELS[lc_net]} beats {LABELS[rival]} at {', '.join(map(str, beats)) or 'no'} of "
                        f"{', '.join(map(str, lc['sizes']))} training curves.")
     for p in ("interp", "extrap"):
         models = result["protocols"].get(p, {}).get("models", {})
@@ -325,7 +332,8 @@ def _report(r, done, total, t0):
 
 LABELS = {"johnson_cook": "JC", "hensel_spittel": "HS", "arrhenius": "Arrhenius (m=9)",
           "mlp_sigmoid": "MLP 3-15-A-7-A-1 sigmoid", "resnet": "residual net, no transfer",
-          "resnet_transfer": "residual net + transfer", "hybrid": "hybrid σ_A·(1+net)"}
+          "resnet_transfer": "residual net + transfer", "hybrid": "hybrid σ_A·(1+net)",
+          "default": "default (5 MLPs averaged, distilled)"}
 
 
 def _fmt(e: dict | None, part: str) -> str:

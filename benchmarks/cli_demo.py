@@ -4,9 +4,10 @@
 
  1. data        summary and plot of the campaign;
  2. baselines   Arrhenius / Hensel–Spittel / Johnson–Cook, fitted on the training curves;
- 3. train       our network (residual layers, transfer learning from Arrhenius);
- 4. plain MLP   the same widths without residual connections and without transfer;
- 5. compare     held-out table Arrhenius vs plain MLP vs our network (method.md's layout);
+ 3. train       the default model (5 plain networks with their own seeds, averaged, distilled into one);
+ 4. plain MLP   one plain network (4-16-A-8-A-1, no residual connections, no transfer) and the seed method
+                (``--method network``: residual layers, SMOTE, transfer learning from Arrhenius);
+ 5. compare     held-out table Arrhenius vs plain MLP vs seed method vs default (method.md's layout);
  6. learning    held-out error against the number of training curves;
  7. export      ONNX with σ and dσ/dx in physical units;
  8. umat        Fortran UMAT generated from the ONNX file, compiled, verified against the bridge;
@@ -156,7 +157,7 @@ def run(args) -> int:
     check_fit_conditions(train)
     data = _data_argv(args)
     quick = ["--quick"] if args.quick else []
-    onnx, net_dir, plain_dir = out / "model.onnx", out / "network", out / "plain_mlp"
+    onnx, net_dir, plain_dir, seed_dir = out / "model.onnx", out / "network", out / "plain_mlp", out / "seed_method"
     temp, rate, extras = _test_condition(curves, test)
     extra_kv = [f"{n}={v:g}" for n, v in zip(curves.extra_names, extras)]
     results: dict = {"data": args.data, "synthetic": bool(curves.synthetic), "heldout": heldout,
@@ -168,7 +169,7 @@ def run(args) -> int:
             return main(argv), None
         return go, "neumat " + shlex.join(argv)
 
-    r = _Run(total=14, progress=progress)
+    r = _Run(total=15, progress=progress)
     plot_args = (["--write-csv", str(out / "data.csv")] if curves.synthetic else [])
     r.step("data", *cli(["data", *data, "--plot", str(out / "data.png"), *plot_args]))
     r.step("baselines", *cli(["baselines", *data, "--protocol", "full", "--heldout", heldout,
@@ -177,17 +178,20 @@ def run(args) -> int:
     r.step("train", *cli(["train", *data, "--heldout", heldout, "--seed", str(args.seed), "--out", str(net_dir),
                           "--force", *quick]))
     r.step("plain MLP", *cli(["train", *data, "--heldout", heldout, "--seed", str(args.seed), "--no-transfer",
-                              "--spec", demo.plain_spec(cfg.spec), "--no-plots", "--out", str(plain_dir),
-                              "--force", *quick]))
+                              "--spec", demo.plain_spec(TrainConfig(method="network").spec), "--no-plots",
+                              "--out", str(plain_dir), "--force", *quick]))
+    r.step("seed method", *cli(["train", *data, "--heldout", heldout, "--seed", str(args.seed), "--method", "network",
+                                "--no-plots", "--out", str(seed_dir), "--force", *quick]))
 
     def compare():
         from constitutive.training import TrainedModel  # optional: torch (train extra)
         network = TrainedModel.load(net_dir)
-        results["comparison"] = demo.comparison(train, test, network, TrainedModel.load(plain_dir))
+        results["comparison"] = demo.comparison(train, test, network, TrainedModel.load(plain_dir),
+                                                TrainedModel.load(seed_dir))
         print(demo.comparison_markdown(results["comparison"]))
         demo.plot_flow_curves(train, test, network, out / "flow_curves.png")
         return 0, None
-    r.step("compare", compare, needs=("train", "plain MLP"))
+    r.step("compare", compare, needs=("train", "plain MLP", "seed method"))
 
     def learning():
         rows = demo.learning_curve(train, test, cfg, demo.learning_sizes(train.n_curves, args.quick),

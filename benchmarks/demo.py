@@ -1,5 +1,5 @@
 """The computations of ``neumat demo`` that are not a subcommand of their own: the held-out
-comparison (Arrhenius vs plain MLP vs our network, laid out like method.md's result table), the
+comparison (Arrhenius vs plain MLP vs seed method vs the default model, laid out like method.md's result table), the
 learning curve, the demo mesh, the figures and the report.
 
 Every number in the report is read back from files written by the steps of the same run.
@@ -38,10 +38,10 @@ def _high_t_axial(curves: FlowCurves) -> np.ndarray:
     return np.flatnonzero(keep)
 
 
-def comparison(train: FlowCurves, test: FlowCurves, network, plain, order: int = 9) -> dict:
+def comparison(train: FlowCurves, test: FlowCurves, network, plain, seed_method, order: int = 9) -> dict:
     """Scores on the held-out curves of: Arrhenius fitted regime-wise on the high-T axial training
     curves (as the method does; all training curves when that regime has fewer than 6),
-    the plain MLP, our network (``TrainedModel``s). MAPE over the whole held-out range and, for DZ411-like data,
+    the plain MLP, the seed method and the default model (``TrainedModel``s). MAPE over the whole held-out range and, for DZ411-like data,
     over the high-T axial held-out curves at strain < 0.21."""
     te = without_zero_strain(test)
     regime = _high_t_axial(train)
@@ -56,8 +56,11 @@ def comparison(train: FlowCurves, test: FlowCurves, network, plain, order: int =
     for name, trained_on, pred in (
             ("Arrhenius", f"{fit_on.n_curves} curves" + (" (high T, axial)" if len(regime) >= 6 else ""),
              arr.predict_curves(te)),
-            ("plain MLP (no residual, no transfer)", f"{train.n_curves} curves", plain.predict_curves(te)),
-            ("neumat network (residual + transfer)", f"{train.n_curves} curves", network.predict_curves(te))):
+            ("plain MLP (one network, no residual, no transfer)", f"{train.n_curves} curves", plain.predict_curves(te)),
+            ("seed method (residual + SMOTE + transfer, --method network)", f"{train.n_curves} curves",
+             seed_method.predict_curves(te)),
+            ("neumat default (5 plain networks averaged, distilled into one)", f"{train.n_curves} curves",
+             network.predict_curves(te))):
         row = {"model": name, "trained_on": trained_on, "whole": scores(pred, te.stress)}
         if mask.any():
             row["high_t_axial_low_strain"] = scores(pred[mask], te.stress[mask])

@@ -154,7 +154,7 @@ def write_report(out: Path, results: dict, train: FlowCurves, test: FlowCurves) 
               demo.comparison_markdown(comp), ""]
         m = _read_json(out / "network" / "metrics.json") or {}
         if m.get("heldout_per_curve"):
-            L += ["Our network per held-out curve: " + "; ".join(
+            L += ["The default model per held-out curve: " + "; ".join(
                 f"{c['condition']}: {c['mare_pct']:.3f} %" for c in m["heldout_per_curve"]) + ".", ""]
     else:
         L += _missing(results, "compare")
@@ -165,7 +165,7 @@ def write_report(out: Path, results: dict, train: FlowCurves, test: FlowCurves) 
     L += ["## 4. Learning curve", ""]
     lc = results.get("learning_curve")
     if lc:
-        L += ["Our network trained on nested random subsets of the training curves (same settings, same "
+        L += ["The default model trained on nested random subsets of the training curves (same settings, same "
               "seed), scored on the held-out curves.", "",
               "| training curves | " + " | ".join(str(r["training_curves"]) for r in lc) + " |",
               "| --- |" + " --- |" * len(lc),

@@ -72,7 +72,8 @@ MODEL_INFO = {
     "hensel_spittel": "Hensel-Spittel, 9 parameters",
     "johnson_cook": "Johnson-Cook",
     "mlp": "plain MLP 3-15-A-7-A-1 sigmoid, no transfer",
-    "default": "TrainConfig() = neumat train without options",
+    "default": "TrainConfig() = neumat train without options: 5 plain MLPs (3-15-A-7-A-1 sigmoid, own seeds) "
+               "averaged in ln(stress) and distilled into one 3-15-A-7-A-1",
     "seed": "seed method: TrainConfig(method='network'), residual 4-R-16-A-8-A-R-1 + transfer from Arrhenius",
     "anchored": "TrainConfig(method='anchored'): base law (Arrhenius or log-linear Zener-Hollomon, inner CV) "
                 "x bounded correction, strength by inner CV",
@@ -96,6 +97,11 @@ def train_config(model: str, quick: bool):
     if model == "mlp":
         return TrainConfig.quick(**MLP) if quick else TrainConfig(**MLP)
     raise NeumatInputError(f"unknown network model '{model}'")
+
+
+def _config_key(config: dict, seed: int) -> str:
+    """Same key = same training: the full TrainConfig and the seed."""
+    return json.dumps({"config": config, "seed": int(seed)}, sort_keys=True)
 
 
 def edge_flags(curves: FlowCurves) -> list[bool]:
@@ -135,16 +141,16 @@ def run_fold(dataset: str, fold: int, models: list[str], quick: bool, seed: int 
     conds = [[float(v) for v in c] for c in np.unique(test.conditions(), axis=0)]
     out = {"dataset": dataset, "fold": int(fold), "heldout": conds, "edge": edge_flags(curves)[fold],
            "n_train_curves": int(train.n_curves), "mare_pct": {}, "seconds": {}, "errors": {}}
-    done: dict = {}            # config → model name: "default" is one of the others, not trained twice
-    for m in models:
+    done: dict = {}     # config → (model name, MARE): a configuration is trained once per fold
+    order = sorted(models, key=lambda m: m != "default")    # the default first: its members can serve others
+    for m in order:
         t0 = time.perf_counter()
-        key = None if m in CLASSICAL else json.dumps(train_config(m, quick).to_dict(), sort_keys=True)
+        key = None if m in CLASSICAL else _config_key(train_config(m, quick).to_dict(), seed)
         if key in done:
-            out["mare_pct"][m] = out["mare_pct"][done[key]]
+            src, val = done[key]
+            out["mare_pct"][m] = val
             out["seconds"][m] = 0.0
-            out.setdefault("same_as", {})[m] = done[key]
-            if m == "default" and "default_info" not in out:
-                out["default_info"] = out.get("info", {}).get(done[key])
+            out.setdefault("same_as", {})[m] = src
             continue
         try:
             if m in CLASSICAL:
@@ -153,17 +159,25 @@ def run_fold(dataset: str, fold: int, models: list[str], quick: bool, seed: int 
                 from constitutive.training import fit  # optional: torch (train extra)
                 model = fit(train, train_config(m, quick), seed=seed)
                 pred = model.predict_curves(test)
-                out.setdefault("info", {})[m] = model.info.get("anchored")
-                if m == "default":
-                    out["default_info"] = model.info.get("anchored")
-                done[key] = m
+                if model.info.get("anchored"):
+                    out.setdefault("info", {})[m] = model.info["anchored"]
+                if model.info.get("ensemble"):
+                    ens = model.info["ensemble"]
+                    out.setdefault("info", {})[m] = {k: ens[k] for k in ("member_train_mare_pct", "spread_pct",
+                                                                         "student_vs_teacher_mare_pct")}
+                    for mk, (mcfg, mseed, member) in enumerate(model.member_models):   # a member = a plain network
+                        done.setdefault(_config_key(mcfg.to_dict(), mseed),
+                                        (f"{m} member {mk + 1}", _score(member.predict_curves(test), test.stress)))
             out["mare_pct"][m] = _score(pred, test.stress)
+            if key is not None:
+                done[key] = (m, out["mare_pct"][m])
             if out["mare_pct"][m] is None:
                 out["errors"][m] = "non-finite prediction"
         except Exception as exc:        # noqa: BLE001 - a model failing on a fold is a result, not a crash
             out["mare_pct"][m] = None
             out["errors"][m] = f"{type(exc).__name__}: {exc}"
         out["seconds"][m] = time.perf_counter() - t0
+    out["mare_pct"] = {m: out["mare_pct"][m] for m in models}
     cl = [out["mare_pct"].get(m) for m in CLASSICAL if out["mare_pct"].get(m) is not None]
     out["mare_pct"]["best_classical"] = min(cl) if cl else None
     if not out["errors"]:
@@ -353,22 +367,31 @@ def default_alias(quick: bool) -> str | None:
     return next((m for m in ("seed", "anchored") if train_config(m, quick).to_dict() == want), None)
 
 
+def configs(models: list[str], quick: bool) -> dict:
+    """The TrainConfig of every network model of a run (what --resummarise compares)."""
+    return {m: train_config(m, quick).to_dict() for m in models if m not in CLASSICAL}
+
+
 def resummarise(path: Path) -> dict:
     res = read_json(path)
-    alias = default_alias(res["quick"])
-    if alias is None:
-        raise NeumatInputError("TrainConfig() is neither the seed nor the anchored configuration: rerun the benchmark")
     models = res["models"]
+    alias = default_alias(res["quick"])
+    same = res.get("configs", {}).get("default") == train_config("default", res["quick"]).to_dict()
+    if alias is None and not same:
+        raise NeumatInputError("TrainConfig() is not the configuration of the run's default, seed or anchored "
+                               "model: rerun the benchmark")
     for d, v in res["datasets"].items():
-        for f in v["folds"]:
-            f["mare_pct"]["default"] = f["mare_pct"][alias]
-            f.setdefault("same_as", {})["default"] = alias
+        if alias is not None:
+            for f in v["folds"]:
+                f["mare_pct"]["default"] = f["mare_pct"][alias]
+                f.setdefault("same_as", {})["default"] = alias
         v.update(_summaries(v["folds"], models))
     syn = [f for d in res["datasets"] if res["datasets"][d]["synthetic"] for f in res["datasets"][d]["folds"]]
     if syn:
         res["synthetic_family"].update(_summaries(syn, models))
     res["default_is"] = alias
-    res["model_info"]["default"] = f"{MODEL_INFO['default']} (= {alias})"
+    res["model_info"]["default"] = MODEL_INFO["default"] + (f" (= {alias})" if alias else "")
+    res["configs"] = configs(models, res["quick"])
     res["goals"] = goals(res)
     return res
 
@@ -434,7 +457,7 @@ def run(args) -> int:
         bar.close()
     res = {"default_model": DEFAULT_MODEL, "models": models, "model_info": {m: MODEL_INFO[m] for m in models},
            "score": f"MARE % over held-out points with strain >= {SCORE_STRAIN}", "quick": bool(args.quick),
-           "seed": args.seed, "jobs": args.jobs, "datasets": {}}
+           "seed": args.seed, "jobs": args.jobs, "configs": configs(models, args.quick), "datasets": {}}
     for d in datasets:
         fl = sorted([{k: v for k, v in r.items() if k != "dataset"} for r in results if r["dataset"] == d],
                     key=lambda r: r["fold"])

@@ -53,10 +53,13 @@ def _version() -> str:
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "train", help="train the residual network (transfer learning from Arrhenius)",
-        description="Train the residual network on flow curves (inputs strain, strain rate 1/s, temperature °C "
-                    "and extra features; output flow stress MPa): preprocessing, SMOTE, transfer learning from "
-                    "the fitted Arrhenius law, early stopping on whole validation curves. Held-out curves are "
+        "train", help="train a flow-stress model (default: an ensemble of small networks distilled into one)",
+        description="Train a flow-stress model on flow curves (inputs strain, strain rate 1/s, temperature °C "
+                    "and extra features; output flow stress MPa). Default method (ensemble): 5 plain networks "
+                    "(3-15-A-7-A-1 sigmoid), each with its own seed and its own validation curves for early "
+                    "stopping, averaged in ln(stress) and distilled into one network of the same size. "
+                    "--method network: the residual network with SMOTE and transfer learning from the fitted "
+                    "Arrhenius law; --method anchored: a base law x a bounded correction. Held-out curves are "
                     "never used in any fit. Writes model.json (for `neumat export`), metrics.json and plots.",
         epilog="examples:\n"
                "  neumat train --data synthetic_dz411 --out runs/dz411          # its 3 test conditions held out\n"
@@ -104,11 +107,12 @@ def _common(p) -> None:
     g.add_argument("--config", default=None, help="JSON TrainConfig (e.g. written by neumat search)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--quick", action="store_true", help="small fast settings (seconds)")
-    g.add_argument("--method", default=None, choices=["anchored", "network"],
-                   help="network (default): the residual network with transfer from Arrhenius; anchored: a base "
-                        "law (Arrhenius or log-linear Zener-Hollomon) x a bounded correction, chosen by inner "
-                        "cross-validation on the training curves; --hybrid, --no-transfer, --spec, --activation "
-                        "and --max-steps imply network")
+    g.add_argument("--method", default=None, choices=["ensemble", "network", "anchored"],
+                   help="ensemble (default): 5 plain 3-15-A-7-A-1 sigmoid networks with their own seeds, averaged "
+                        "and distilled into one; network: the residual network with SMOTE and transfer from "
+                        "Arrhenius (the seed method); anchored: a base law (Arrhenius or log-linear Zener-Hollomon) "
+                        "x a bounded correction, chosen by inner cross-validation on the training curves; "
+                        "--hybrid, --no-transfer, --spec, --activation and --max-steps imply network")
     g.add_argument("--spec", default=None, help="layer spec, e.g. 4-R-8-A-4-A-R-1 (first number = inputs)")
     g.add_argument("--activation", default=None)
     g.add_argument("--hybrid", default=None, choices=["none", "multiplicative", "additive"])
@@ -219,9 +223,13 @@ def built_config(model) -> dict:
     to the network's actual input width (the columns of its input transform; the default's 4 is
     a placeholder)."""
     d = model.config.to_dict()
-    key = "anchor_spec" if d.get("method") == "anchored" else "spec"      # the spec the network was built from
-    if isinstance(d.get(key), str):
-        d[key] = "-".join([str(len(model.in_tf.columns)), *d[key].split("-")[1:]])
+    holder, key = d, "spec"                                              # where the built network's spec is
+    if d.get("method") == "anchored":
+        key = "anchor_spec"
+    elif d.get("method") == "ensemble":
+        holder = d["ensemble_member"] = dict(d["ensemble_member"])
+    if isinstance(holder.get(key), str):
+        holder[key] = "-".join([str(len(model.in_tf.columns)), *holder[key].split("-")[1:]])
     return d
 
 
@@ -288,6 +296,11 @@ def _train_into(args, cfg, train, test, held, name, out: Path, fit, score_model)
     if "outlier_comparison" in model.info:
         metrics["outlier_comparison"] = model.info["outlier_comparison"]
     warnings = stop_warnings(model)
+    if model.info.get("ensemble"):
+        metrics["ensemble"] = ens = model.info["ensemble"]
+        if ens["student_vs_teacher_mare_pct"] > 1.0:
+            warnings.append(f"the distilled network is {ens['student_vs_teacher_mare_pct']:.3g} % MARE away from "
+                            f"the ensemble it stands for (more distil_steps / distil_lm_steps may help)")
     if model.info.get("anchored"):
         metrics["anchored"] = model.info["anchored"]
         if model.info["anchored"].get("base_quality") == "poor":
@@ -304,7 +317,9 @@ def _train_into(args, cfg, train, test, held, name, out: Path, fit, score_model)
     meta = {"dataset": name, "source": train.source, "synthetic": bool(train.synthetic),
             "data_hash": train.data_hash(), "seed": args.seed, "version": _version(),
             "training_box": box, "heldout": [list(c) for c in held],
-            "train_curves": list(train.curve_names), "hybrid": cfg.hybrid, "transfer": bool(cfg.transfer),
+            "train_curves": list(train.curve_names), "method": cfg.method,
+            "hybrid": cfg.hybrid if cfg.method == "network" else "none",
+            "transfer": bool(cfg.transfer and cfg.method == "network"),
             "rate_floor_rule": "0.1 x smallest training strain rate (1/s)",
             "metrics": {k: metrics[k] for k in ("train", "heldout") if k in metrics}}
     model.save(out)
@@ -354,7 +369,7 @@ def _extras_rows(train: FlowCurves):
     return rows[:4]
 
 
-PHASES = ("transfer", "fine-tune", "lm")
+PHASES = ("transfer", "fine-tune", "distil", "lm")
 PHASE_LABELS = {"lm": "Levenberg-Marquardt"}
 
 

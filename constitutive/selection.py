@@ -4,15 +4,18 @@ Both work on the TRAINING curves only (the caller removes held-out/test curves f
 folds hold out one condition (all its replicates) at a time, train on the rest and score the
 held-out curves (MARE over all their points with strain > 0). ``search`` minimises the mean CV
 MARE with optuna's TPE sampler (seeded) over structure, activation, learning rate, weight
-decay, batch size, SMOTE ratio and the transfer stopping factor; the best configuration is a
+decay, batch size, SMOTE ratio and the transfer stopping factor (for the ensemble method: of its
+members, ``ensemble_member``); the best configuration is a
 ``TrainConfig`` dict that ``neumat train --config`` reads.
 """
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 
+from . import ensemble
 from .errors import NeumatInputError
 from .flow_curves import FlowCurves
 from .training import TrainConfig, fit, fit_arrhenius, score_model
@@ -66,16 +69,23 @@ def cross_validate(curves: FlowCurves, config: TrainConfig, seed: int = 0, max_f
 
 
 def suggest_config(trial, base: TrainConfig) -> TrainConfig:
+    """A trial's configuration: the network's settings, or, for the ensemble method, its
+    members' settings (``ensemble_member``)."""
     d = base.to_dict()
-    d["spec"] = trial.suggest_categorical("spec", list(SEARCH_SPECS))
-    d["activation"] = trial.suggest_categorical("activation", list(SEARCH_ACTIVATIONS))
-    d["lr"] = trial.suggest_float("lr", 1e-3, 2e-2, log=True)
-    d["lr_final"] = d["lr"] * 0.04
-    d["weight_decay"] = trial.suggest_float("weight_decay", 1e-7, 1e-3, log=True)
-    d["batch_size"] = trial.suggest_categorical("batch_size", [0, 256, 1024])
-    d["smote_ratio"] = trial.suggest_categorical("smote_ratio", [0.0, 0.5, 1.0])
-    if base.transfer and base.hybrid == "none":
-        d["transfer_factor"] = trial.suggest_float("transfer_factor", 1.02, 2.0, log=True)
+    net = d if base.method != "ensemble" else {**d, **d["ensemble_member"]}
+    p = {"spec": trial.suggest_categorical("spec", list(SEARCH_SPECS)),
+         "activation": trial.suggest_categorical("activation", list(SEARCH_ACTIVATIONS)),
+         "lr": trial.suggest_float("lr", 1e-3, 2e-2, log=True)}
+    p["lr_final"] = p["lr"] * 0.04
+    p["weight_decay"] = trial.suggest_float("weight_decay", 1e-7, 1e-3, log=True)
+    p["batch_size"] = trial.suggest_categorical("batch_size", [0, 256, 1024])
+    p["smote_ratio"] = trial.suggest_categorical("smote_ratio", [0.0, 0.5, 1.0])
+    if net["transfer"] and net["hybrid"] == "none":
+        p["transfer_factor"] = trial.suggest_float("transfer_factor", 1.02, 2.0, log=True)
+    if base.method == "ensemble":
+        d["ensemble_member"] = {**d["ensemble_member"], **p}
+    else:
+        d.update(p)
     return TrainConfig.from_dict(d)
 
 
@@ -85,13 +95,14 @@ def search(curves: FlowCurves, base: TrainConfig, n_trials: int = 20, seed: int 
     import optuna  # optional: the train extra; only the hyper-parameter search needs it
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     say = log or (lambda *a: None)
-    need_arr = base.transfer or base.hybrid != "none"
+    eff = replace(base, **ensemble.member_overrides(base)) if base.method == "ensemble" else base
+    need_arr = base.method != "anchored" and (eff.transfer or eff.hybrid != "none")
     # Arrhenius per fold is fixed by the fold, not by the trial: fit each fold's law once.
     fold_arr = {}
     if need_arr:
         for label, train, _ in cv_folds(curves, max_folds, seed):
             try:
-                fold_arr[label] = fit_arrhenius(train, base.arrhenius_order)
+                fold_arr[label] = fit_arrhenius(train, eff.arrhenius_order)
             except NeumatInputError:
                 fold_arr[label] = None
 

@@ -1,8 +1,16 @@
-"""Training of the small-sample residual network (method.md), with transfer learning from the
-fitted Arrhenius law and the hybrid variant (network = correction to Arrhenius).
+"""Training of the small-sample networks. ``fit(curves, config, seed)`` runs the config's method:
 
-Pipeline of ``fit(curves, config, seed)`` (curves = the training curves; held-out curves never
-enter):
+- ``ensemble`` (the default, ``_fit_ensemble``): ``ensemble_members`` networks, each trained by
+  the pipeline below with its own seed, averaged in ln σ and distilled into one network
+  (``constitutive.ensemble``); the student is fitted with the sign constraints of
+  ``SignPoints`` (σ falls with temperature and rises with strain rate over the box and a margin
+  around it) at weight ``distil_sign_penalty``;
+- ``network`` (the seed method of method.md): the pipeline below, residual network with
+  transfer learning from the fitted Arrhenius law, optionally hybrid (network = correction to
+  Arrhenius) and with sign constraints (``sign_penalty``);
+- ``anchored``: ``constitutive.anchored``.
+
+Pipeline of one network (curves = the training curves; held-out curves never enter):
 
 1. points at strain 0 are dropped (as for the baselines: the laws are undefined there);
 2. validation curves: ``val_fraction`` of the curves, WHOLE curves, chosen by the seed among
@@ -32,14 +40,14 @@ from __future__ import annotations
 import copy
 import json
 import sys
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.func import functional_call, jacrev, vmap
 
-from . import anchored
+from . import anchored, ensemble
 from .augment import add_noise, flag_outliers, smote
 from .baselines import Arrhenius, without_zero_strain
 from .coverage import Coverage
@@ -56,7 +64,7 @@ FEATURE_UNITS = {"strain": "-", "strain_rate": "1/s", "temperature": "C"}
 RATE_FLOOR_FACTOR = 0.1     # rate_floor = 0.1 × the smallest training strain rate (1/s)
 
 
-METHODS = ("anchored", "network")
+METHODS = ("ensemble", "anchored", "network")
 
 
 class TrainingFailedError(RuntimeError):
@@ -68,14 +76,30 @@ class TrainingFailedError(RuntimeError):
 class TrainConfig:
     """All hyper-parameters of one training (JSON-able; ``neumat train --config`` reads it).
 
-    ``method``: ``network`` (default, the seed method: residual network with transfer from
-    Arrhenius, early stopping on validation curves) or ``anchored`` (a base law — Arrhenius or a
-    log-linear Zener–Hollomon law — times a bounded correction, both chosen by inner
-    cross-validation, ``constitutive.anchored``; the ``anchor_*`` and ``inner_folds`` settings).
-    The anchored model did not win the leave-one-condition-out benchmark across data sets
-    (benchmarks/results/loco.json), so it is not the default. A config dict without ``method``
-    is read as ``network``."""
-    method: str = "network"
+    ``method``:
+
+    - ``ensemble`` (default): ``ensemble_members`` networks with the settings of this config
+      overridden by ``ensemble_member`` (the plain 3-15-A-7-A-1 sigmoid MLP), each with its own
+      seed, averaged in ln σ and distilled into one network of the member structure
+      (``constitutive.ensemble``; the ``distil_*`` settings; the student's Adam and LM use
+      ``weight_decay``, ``eval_every``, ``lm_patience`` of this config);
+    - ``network``: the seed method, residual network with transfer from Arrhenius, early
+      stopping on validation curves (the settings below ``inner_folds``);
+    - ``anchored``: a base law (Arrhenius or a log-linear Zener–Hollomon law) times a bounded
+      correction, both chosen by inner cross-validation (``constitutive.anchored``; the
+      ``anchor_*`` and ``inner_folds`` settings).
+
+    The default is the method with the lowest leave-one-condition-out error over the data sets
+    of ``neumat benchmark loco`` (benchmarks/results/loco.json). A config dict without
+    ``method`` is read as ``network`` (files written before the ensemble existed)."""
+    method: str = "ensemble"
+    ensemble_members: int = 5
+    ensemble_member: dict = field(default_factory=lambda: dict(ensemble.DEFAULT_MEMBER))
+    distil_points: int = 4096            # drawn inputs over the widened box (plus the training points)
+    distil_margin: float = 0.25          # box widening, fraction of the rate (log) and temperature ranges
+    distil_steps: int = 1500             # Adam steps of the student
+    distil_lm_steps: int = 100           # Levenberg–Marquardt iterations of the student
+    distil_sign_penalty: float = 30.0    # sign constraints on the student (sign_points, sign_margin; 0 = off)
     anchor_spec: str = "4-R-8-A-4-A-R-1"  # correction network (the fixed bound layer -A-1 is appended)
     anchor_bound: float = 0.5            # |σ/σ_A − 1| ≤ bound
     anchor_strengths: list = field(default_factory=lambda: [0.1, 1.0])   # κ, pull to the law
@@ -118,6 +142,9 @@ class TrainConfig:
     arrhenius_order: int = 9
     features: dict = field(default_factory=dict)    # FeatureSpec fields
     box_policy: str = "clamp"
+    sign_penalty: float = 0.0            # weight of the sign constraints (σ falls with T, rises with rate)
+    sign_points: int = 512               # inputs where they are imposed: the box widened by sign_margin
+    sign_margin: float = 0.25
     threads: int = 1
 
     @classmethod
@@ -161,6 +188,17 @@ class TrainConfig:
         need(all(float(v) >= 0 for v in self.anchor_strengths) and self.anchor_weight_decay >= 0,
              "anchor_strengths and anchor_weight_decay must be >= 0")
         need(self.inner_folds >= 2, "inner_folds must be >= 2")
+        need(self.ensemble_members >= 1, "ensemble_members must be >= 1")
+        need(isinstance(self.ensemble_member, dict), "ensemble_member must be an object of TrainConfig settings")
+        try:
+            ensemble.member_overrides(self)
+        except ValueError as exc:
+            need(False, str(exc))
+        need(self.distil_points >= 100 and self.distil_steps >= 1 and self.distil_lm_steps >= 0,
+             "distil_points >= 100, distil_steps >= 1, distil_lm_steps >= 0")
+        need(0 <= self.distil_margin <= 1, "distil_margin must be in [0, 1]")
+        need(self.sign_penalty >= 0 and self.distil_sign_penalty >= 0 and self.sign_points >= 10 and 0 <= self.sign_margin <= 1,
+             "sign_penalty >= 0, sign_points >= 10, sign_margin in [0, 1]")
         need(self.anchor_iters >= 1 and self.anchor_points >= 5, "anchor_iters >= 1, anchor_points >= 5")
         need(self.lr > 0 and self.lr_final > 0, "lr and lr_final must be > 0")
         need(self.weight_decay >= 0, "weight_decay must be >= 0")
@@ -181,7 +219,8 @@ class TrainConfig:
         """Small and fast (seconds): for tests and the demo."""
         base = dict(max_steps=500, patience=300, transfer_max_steps=400, points_per_curve=25,
                     eval_every=25, transfer_points=4096, transfer_batch=512, lm_steps=20, lm_patience=10,
-                    anchor_iters=15, anchor_points=15, anchor_strengths=[0.03], anchor_orders=[5], inner_folds=3)
+                    anchor_iters=15, anchor_points=15, anchor_strengths=[0.03], anchor_orders=[5], inner_folds=3,
+                    ensemble_members=3, distil_points=1024, distil_steps=300, distil_lm_steps=20)
         base.update(kw)
         return cls(**base)
 
@@ -377,11 +416,37 @@ class _Progress:
             self.bar.close()
 
 
+class SignPoints:
+    """Where the sign constraints are imposed: inputs ``x`` over the training box widened by
+    ``sign_margin`` and their neighbours a step ``H`` (fraction of the box) up in temperature and
+    in ln(rate), all in network coordinates. ``violation(net)`` is, per input, the network's
+    slope (target units per box width) in the wrong direction: rising with temperature,
+    falling with strain rate; zero where the signs hold."""
+    H = 0.02
+
+    def __init__(self, curves: FlowCurves, in_tf, box, cfg, seed: int):
+        lo, hi = np.asarray(box[0], float), np.asarray(box[1], float)
+        x = anchored.virtual_points(curves, box, cfg.sign_points, cfg.sign_margin, seed + 104729)
+        xt, xr = x.copy(), x.copy()
+        xt[:, 2] += self.H * (hi[2] - lo[2])
+        xr[:, 1] *= np.exp(self.H * np.log(hi[1] / lo[1]))
+        self.z0, self.zt, self.zr = (_to_t(in_tf.transform(v)) for v in (x, xt, xr))
+        self.weight = float(cfg.sign_penalty)
+
+    def violation(self, net, z0=None, zt=None, zr=None) -> torch.Tensor:
+        f0, ft, fr = net(self.z0 if z0 is None else z0), net(self.zt if zt is None else zt), net(self.zr if zr is None else zr)
+        return torch.cat([torch.relu(ft - f0), torch.relu(f0 - fr)]) / self.H
+
+    def loss(self, net) -> torch.Tensor:
+        return self.weight * torch.sqrt(torch.mean(self.violation(net) ** 2) + 1e-30)
+
+
 def _train_loop(net, z, t, cfg: TrainConfig, gen: torch.Generator, evaluate, *, steps: int, lr: float,
                 lr_final: float, batch: int, patience: int | None, stop=None, phase: str,
-                history: list, progress: bool, resample=None):
-    """Adam(W) on RMSE; ``evaluate(net) -> dict`` every ``eval_every`` steps with key ``crit``
-    (lower is better) for the best checkpoint; ``stop(metrics) -> bool`` ends the phase."""
+                history: list, progress: bool, resample=None, signs: SignPoints | None = None):
+    """Adam(W) on RMSE (+ the sign-constraint term of ``signs``); ``evaluate(net) -> dict`` every
+    ``eval_every`` steps with key ``crit`` (lower is better) for the best checkpoint;
+    ``stop(metrics) -> bool`` ends the phase."""
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=cfg.weight_decay)
     gamma = (lr_final / lr) ** (1.0 / max(steps, 1))
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma)
@@ -400,6 +465,8 @@ def _train_loop(net, z, t, cfg: TrainConfig, gen: torch.Generator, evaluate, *, 
         else:
             zb, tb = z, t
         loss = torch.sqrt(torch.mean((net(zb) - tb) ** 2))
+        if signs is not None:
+            loss = loss + signs.loss(net)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -440,6 +507,8 @@ def _fit(curves: FlowCurves, config: TrainConfig | None, seed: int, progress: bo
     cfg.validate()
     if cfg.method == "anchored":
         return _fit_anchored(curves, cfg, seed, log)
+    if cfg.method == "ensemble":
+        return _fit_ensemble(curves, cfg, seed, progress, log)
     say = log or (lambda *a: None)
     torch.set_num_threads(max(1, int(cfg.threads)))
     torch.manual_seed(seed)
@@ -523,6 +592,11 @@ def _fit(curves: FlowCurves, config: TrainConfig | None, seed: int, progress: bo
 
         net = ResidualMLP(cfg.spec, z_tr.shape[1], cfg.activation, cfg.dropout)
         init_network(net, seed, zero_output=cfg.hybrid != "none")
+        signs = None
+        if cfg.sign_penalty > 0:
+            if cfg.hybrid != "none" or cfg.output != "log":
+                raise NeumatInputError("sign_penalty needs output 'log' and hybrid 'none'")
+            signs = SignPoints(curves, in_tf, (box_lo, box_hi), cfg, seed)
         history: list = []
         tinfo = None
         if cfg.transfer and arrhenius is not None and cfg.hybrid == "none":
@@ -533,12 +607,12 @@ def _fit(curves: FlowCurves, config: TrainConfig | None, seed: int, progress: bo
         best, stopped, steps = _train_loop(
             net, zt, tt, cfg, gen, evaluate, steps=cfg.max_steps, lr=cfg.lr, lr_final=cfg.lr_final,
             batch=cfg.batch_size, patience=cfg.patience if va is not None else None, phase="fine-tune",
-            history=history, progress=progress)
+            history=history, progress=progress, signs=signs)
         net.load_state_dict(best[1])
         fin = {"stopped": stopped, "steps": steps, "best_step": best[2], "best_crit_mare_pct": float(best[0]),
                "criterion": "validation MARE" if va is not None else "training MARE"}
         if cfg.lm_steps > 0:
-            lm = _lm_polish(net, zt, tt, cfg, evaluate, history, best[0])
+            lm = _lm_polish(net, zt, tt, cfg, evaluate, history, best[0], signs)
             fin["lm"] = lm
             fin["best_crit_mare_pct"] = lm["best_crit_mare_pct"]
         inf = dict(info, transfer=tinfo, fine_tune=fin, variant=tag)
@@ -592,6 +666,82 @@ def _fit_anchored(curves: FlowCurves, cfg: TrainConfig, seed: int, log=None) -> 
                         None, [], info, anchor=anchor)
 
 
+def _fit_ensemble(curves: FlowCurves, cfg: TrainConfig, seed: int, progress: bool, log=None) -> TrainedModel:
+    """The ensemble method (``constitutive.ensemble``): members, teacher, distilled student."""
+    say = log or (lambda *a: None)
+    curves = without_zero_strain(curves)
+    if curves.n_curves < 2:
+        raise NeumatInputError(f"training needs at least 2 curves, got {curves.n_curves}")
+    mcfg = replace(cfg, **ensemble.member_overrides(cfg))
+    seeds = ensemble.member_seeds(seed, cfg.ensemble_members)
+    members = []
+    for k, s in enumerate(seeds):
+        members.append(_fit(curves, mcfg, s, progress, None, None))
+        ft = members[-1].info.get("fine_tune") or {}
+        say(f"  member {k + 1}/{len(seeds)} (seed {s}): best {ft.get('criterion', 'MARE')} "
+            f"{ft.get('best_crit_mare_pct', float('nan')):.3g} %")
+    torch.set_num_threads(max(1, int(cfg.threads)))
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(int(seed))
+    x_all = curves.features()
+    box = (x_all.min(axis=0), x_all.max(axis=0))
+    rng = np.random.default_rng([int(seed), 23])
+    grid = strain_grid(curves, cfg.points_per_curve, cfg.strain_grid)
+    x_cur = resample_jittered(curves, grid, rng).features()      # the training curves, resampled
+    x_fit = np.vstack([x_cur, anchored.virtual_points(curves, box, cfg.distil_points, cfg.distil_margin, seed)])
+    x_chk = np.vstack([x_all, anchored.virtual_points(curves, box, cfg.distil_points, cfg.distil_margin,
+                                                      seed + 7919)])
+    ls_fit, ls_chk = ensemble.member_log_stress(members, x_fit), ensemble.member_log_stress(members, x_chk)
+    s_fit, s_chk = ensemble.teacher_stress(ls_fit), ensemble.teacher_stress(ls_chk)
+    in_tf = members[0].in_tf
+    out_tf = OutputTransform("log", "none").fit(curves.stress)
+    zt, tt = _to_t(in_tf.transform(x_fit)), _to_t(out_tf.target(s_fit))
+    z_chk = _to_t(in_tf.transform(x_chk))
+
+    signs = None
+    if cfg.distil_sign_penalty > 0:
+        signs = SignPoints(curves, in_tf, box, replace(cfg, sign_penalty=cfg.distil_sign_penalty), seed)
+
+    def evaluate(net):
+        """Criterion: MARE (%) from the teacher plus the sign term, in % of ln σ (what is minimised)."""
+        with torch.no_grad():
+            p = out_tf.inverse(net(z_chk).double().numpy())
+            pen = 0.0 if signs is None else 100.0 * out_tf.scale * float(signs.loss(net))
+        m = {"train_mare_pct": mare_pct(p[:len(x_all)], curves.stress), "teacher_mare_pct": mare_pct(p, s_chk)}
+        return {**m, "sign_term_pct": pen, "crit": m["teacher_mare_pct"] + pen}
+
+    net = ResidualMLP(mcfg.spec, zt.shape[1], mcfg.activation, mcfg.dropout)
+    init_network(net, seed)
+    history: list = []
+    best, stopped, steps = _train_loop(net, zt, tt, cfg, gen, evaluate, steps=cfg.distil_steps, lr=mcfg.lr,
+                                       lr_final=mcfg.lr_final, batch=0, patience=None, phase="distil",
+                                       history=history, progress=progress, signs=signs)
+    net.load_state_dict(best[1])
+    lm = None
+    if cfg.distil_lm_steps > 0:
+        lm = _lm_polish(net, zt, tt, replace(cfg, lm_steps=cfg.distil_lm_steps), evaluate, history, best[0],
+                        signs)
+    fid = evaluate(net)
+    m_scores = [mare_pct(m.predict(x_all), curves.stress) for m in members]
+    info = {"seed": int(seed), "method": "ensemble", "transfer": None, "validation_curves": [],
+            "ensemble": {"members": len(members), "member_seeds": seeds, "member_spec": mcfg.spec,
+                         "member_activation": mcfg.activation,
+                         "member_validation_curves": [m.info.get("validation_curves", []) for m in members],
+                         "member_train_mare_pct": m_scores,
+                         "teacher_train_mare_pct": mare_pct(s_chk[:len(x_all)], curves.stress),
+                         "student_train_mare_pct": fid["train_mare_pct"],
+                         "student_vs_teacher_mare_pct": fid["teacher_mare_pct"],
+                         "spread_pct": ensemble.spread_pct(ls_chk[:, len(x_all):]),
+                         "distil": {"points": int(len(x_fit)), "margin": cfg.distil_margin, "adam_steps": steps,
+                                    "adam_stopped": stopped, "lm": lm}}}
+    say(f"  student: {fid['teacher_mare_pct']:.3g} % MARE from the teacher, {fid['train_mare_pct']:.3g} % on the "
+        f"training curves (members {min(m_scores):.3g}–{max(m_scores):.3g} %)")
+    student = TrainedModel(net, in_tf, out_tf, cfg, curves.feature_names, box[0], box[1],
+                           RATE_FLOOR_FACTOR * float(box[0][1]), None, history, info)
+    student.member_models = [(mcfg, s, m) for s, m in zip(seeds, members)]    # in memory only, not saved
+    return student
+
+
 def check_trained(model: TrainedModel, curves: FlowCurves, max_mare_pct: float = 50.0) -> dict:
     """Raise ``TrainingFailedError`` when the model's fit of its OWN training curves is absurd:
     a non-finite or non-positive stress on the training points or on a grid of the training box,
@@ -630,9 +780,10 @@ def check_trained(model: TrainedModel, curves: FlowCurves, max_mare_pct: float =
     return s
 
 
-def _lm_polish(net, z, t, cfg: TrainConfig, evaluate, history, crit0: float) -> dict:
-    """Levenberg–Marquardt on the same RMSE objective (+ weight_decay·|θ|²), in float64, with the
-    validation MARE as early-stopping criterion; the best iterate is kept."""
+def _lm_polish(net, z, t, cfg: TrainConfig, evaluate, history, crit0: float, signs: SignPoints | None = None) -> dict:
+    """Levenberg–Marquardt on the same least-squares objective (+ weight_decay·|θ|², + the sign
+    constraints of ``signs`` as extra residuals, weighted as in Adam's loss), in float64, with
+    the validation MARE as early-stopping criterion; the best iterate is kept."""
     net64 = copy.deepcopy(net).double().eval()
     names = [k for k, _ in net64.named_parameters()]
     shapes = [p.shape for _, p in net64.named_parameters()]
@@ -648,8 +799,18 @@ def _lm_polish(net, z, t, cfg: TrainConfig, evaluate, history, crit0: float) -> 
             k += sz
         return out
 
+    if signs is not None:
+        s0, st, sr = signs.z0.double(), signs.zt.double(), signs.zr.double()
+        c = signs.weight * np.sqrt(len(t64) / (2 * len(s0)))     # r·r/n + w²·v·v/n_v, times n
+
     def resid(th):
-        return functional_call(net64, unflat(th), (z64,)) - t64
+        r = functional_call(net64, unflat(th), (z64,)) - t64
+        if signs is None:
+            return r
+        f = lambda zz: functional_call(net64, unflat(th), (zz,))
+        f0 = f(s0)
+        v = torch.cat([torch.relu(f(st) - f0), torch.relu(f0 - f(sr))]) / SignPoints.H
+        return torch.cat([r, c * v])
 
     def obj(r, th):
         return float(r @ r + lam * th @ th)
@@ -665,7 +826,14 @@ def _lm_polish(net, z, t, cfg: TrainConfig, evaluate, history, crit0: float) -> 
     per_point = vmap(jacrev(single), in_dims=(None, 0))    # (n, p): one gradient per point
 
     def jac(th):
-        return per_point(th, z64)
+        J = per_point(th, z64)
+        if signs is None:
+            return J
+        f = lambda zz: functional_call(net64, unflat(th), (zz,))
+        f0, ft, fr = f(s0), f(st), f(sr)
+        J0, Jt, Jr = per_point(th, s0), per_point(th, st), per_point(th, sr)
+        Jv = torch.cat([(ft > f0).to(J.dtype)[:, None] * (Jt - J0), (f0 > fr).to(J.dtype)[:, None] * (J0 - Jr)])
+        return torch.cat([J, c * Jv / SignPoints.H])
     mu = 1e-3
     best_crit, best_theta, best_it = crit0, theta.clone(), 0
     r = resid(theta).detach()

@@ -64,3 +64,23 @@ def test_non_finite_or_negative_stress_counts_as_violation():
     a = admissibility(bad, LO, HI)
     assert a["non_finite_or_non_positive"] > 0 and a["violated_in_box"]
     assert any("non-finite or non-positive" in line for line in summary_lines(a))
+
+
+def test_sign_constraints_pull_a_trained_model_towards_admissibility():
+    """Curves whose stress falls with strain rate at one temperature (as scattered low-temperature
+    tests do): the sign term of the network's training (``sign_penalty``) shrinks the share of
+    the box where the trained model follows them."""
+    from constitutive.baselines import without_zero_strain
+    from constitutive.synthetic import generate_campaign
+    from constitutive.training import TrainConfig, fit
+    c = without_zero_strain(generate_campaign("peak_4x3"))
+    t_low = c.temperature.min()
+    bump = (c.temperature == t_low) & np.isclose(c.strain_rate, np.unique(c.strain_rate)[0])
+    c.stress[bump] *= 1.3                    # the lowest rate above the next one at the lowest T
+    shares = {}
+    for w in (0.0, 3.0):
+        cfg = TrainConfig.quick(method="network", spec="3-15-A-7-A-1", activation="sigmoid", transfer=False,
+                                weight_decay=1e-3, sign_penalty=w)
+        m = fit(c, cfg, seed=0)
+        shares[w] = admissibility(m.predict, m.box_lo, m.box_hi, n_strain=4)["box"]["share_rate_negative"]
+    assert shares[0.0] > 0.02 and shares[3.0] < 0.5 * shares[0.0]

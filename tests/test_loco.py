@@ -59,9 +59,12 @@ def test_loco_quick_writes_the_json_shape_and_plot(tmp_path):
     alias = loco.default_alias(True)
     again = loco.resummarise(out)
     assert again["default_is"] == alias == res["default_is"]
-    for d in again["datasets"].values():
-        assert all(f["mare_pct"]["default"] == f["mare_pct"][alias] for f in d["folds"])
-        assert d["summary"]["default"] == d["summary"][alias] | {}
+    for name, d in again["datasets"].items():
+        ref = alias or "default"        # the default trained as itself: its folds stay as they were
+        assert all(f["mare_pct"]["default"] == f["mare_pct"][ref] for f in d["folds"])
+        assert [f["mare_pct"]["default"] for f in d["folds"]] == [f["mare_pct"]["default"] for f in
+                                                                   res["datasets"][name]["folds"]]
+        assert d["summary"]["default"] == d["summary"][ref] | {}
 
 
 def test_edge_flags_mark_extreme_conditions():
@@ -169,3 +172,24 @@ def test_campaign_family_is_labelled_synthetic_and_deterministic():
         assert np.array_equal(a.stress, b.stress)
         assert 3 <= len(np.unique(a.temperature)) <= 4 and 3 <= len(np.unique(a.strain_rate)) <= 4
         assert np.all(a.stress > 0)
+
+
+def test_default_ensemble_never_touches_the_heldout_fold(monkeypatch):
+    """Every training the default (ensemble) model runs — each member with its own validation
+    curves, and the whole — is recorded; none may hold a point of the held-out condition."""
+    from constitutive import training
+    seen = []
+    real = training._fit
+
+    def spy_fit(curves, *a, **kw):
+        seen.append(curves)
+        return real(curves, *a, **kw)
+    monkeypatch.setattr(training, "_fit", spy_fit)
+    name, fold = "synthetic_peak_4x3", 4
+    full = without_zero_strain(loco.load_dataset(name))
+    held = full.conditions()[full.condition_groups()[fold][0]]
+    r = loco.run_fold(name, fold, ["default"], quick=True)
+    assert r["mare_pct"]["default"] is not None and [list(held)] == r["heldout"]
+    assert len(seen) == 1 + TrainConfig.quick().ensemble_members       # the whole and every member
+    for c in seen:
+        assert not np.any(np.all(np.isclose(c.conditions()[:, :2], held[:2]), axis=1)), "the held-out condition leaked"
