@@ -11,13 +11,15 @@ scores MARE (%) on the held-out points with strain ≥ ``SCORE_STRAIN`` = 0.05 (
 curve, elastic rise and strain 0, is left out for every model alike). Nothing of the held-out
 condition enters any fit: the anchored model's own choices (base law, correction
 strength) are made by inner cross-validation on the fold's training curves only.
-``--resummarise FILE`` re-reads the folds of an earlier run and points ``default`` at the model
-TrainConfig() now equals (no training).
+``--resummarise FILE`` re-reads the folds of an earlier run and recomputes summaries, plot and
+README section (no training): ``default`` is pointed at the model TrainConfig() now equals, or
+kept when the run's own default has TrainConfig()'s configuration (``configs`` in the JSON).
 
 Models: ``arrhenius``, ``hensel_spittel``, ``johnson_cook`` (``constitutive.baselines``, default
 options), ``mlp`` (the plain 3-15-A-7-A-1 sigmoid network of the accuracy benchmark, no
-transfer), ``default`` (exactly ``TrainConfig()``, what ``neumat train`` does without options; a
-model with the same configuration as another is not trained twice), ``seed`` (the seed method:
+transfer), ``default`` (exactly ``TrainConfig()``, what ``neumat train`` does without options:
+the ensemble method, ``constitutive.ensemble``; a model with the same configuration and seed as
+another, or as a member of the default, is not trained twice), ``seed`` (the seed method:
 ``TrainConfig(method="network")``, residual network with transfer from Arrhenius and early
 stopping on validation curves) and ``anchored`` (``TrainConfig(method="anchored")``,
 ``constitutive.anchored``: base law × bounded correction, chosen by inner cross-validation).
@@ -235,8 +237,9 @@ def markdown(result: dict) -> str:
              "Each fold holds out one condition (all its curves; bst_freiberg's two replicates together), fits every "
              "model on the rest and scores the held-out curves; every fold, edge conditions included. No held-out "
              "curve enters any fit or choice: the networks stop early on validation curves drawn from the fold's "
-             "training curves, the anchored model chooses its base law and correction strength by cross-validation "
-             "inside them. `default` is the column of the model TrainConfig() equals"
+             "training curves (each member of the default its own), the anchored model chooses its base law and "
+             "correction strength by cross-validation inside them. A model run as a member of another (the plain MLP "
+             "is the default's first member: same configuration, same seed) is trained once. `default` is the column of the model TrainConfig() equals"
              + (f" (`{result['default_is']}`)" if result.get("default_is") else "") + ". Synthetic campaigns are labelled SYNTHETIC "
              "(`constitutive/synthetic.py`, CAMPAIGNS). Models: " + "; ".join(f"`{m}` {result['model_info'][m]}"
                                                                            for m in result["models"]) + ".", "",
