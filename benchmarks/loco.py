@@ -267,6 +267,24 @@ def markdown(result: dict) -> str:
         lines.append(f"| {label} | {s['best_classical']['n_folds']} | " + " | ".join(cell(m) for m in models)
                      + f" | {cell('best_classical')} | {dm.get('wins_vs_best_classical', '–')}"
                      + f" | {dm.get('worst_ratio_to_best_classical') or float('nan'):.2f} |")
+    lines += ["", "Interior and edge folds apart (edge: the held-out condition is at the lowest or highest "
+              "temperature or strain rate of its data set): default mean MARE % / best classical law's mean, "
+              "default wins of folds.", "",
+              "| data set | interior folds | interior: default / best classical | interior wins "
+              "| edge folds | edge: default / best classical | edge wins |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name, d in rows:
+        if d["synthetic"] and "pooled" not in name:
+            continue
+        cells = []
+        for part in ("summary_interior", "summary_edge"):
+            s = d.get(part) or {}
+            dm, bc = s.get(DEFAULT_MODEL) or {}, s.get("best_classical") or {}
+            if not bc.get("n_folds") or dm.get("mean_mare_pct") is None:
+                cells += [str(bc.get("n_folds", 0)), "–", "–"]
+                continue
+            cells += [str(bc["n_folds"]), f"{dm['mean_mare_pct']:.2f} / {bc['mean_mare_pct']:.2f}",
+                      str(dm["wins_vs_best_classical"])]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     g = goals(result)
     if g:
         lines += ["", "Goals of the default model (issue 12): mean ≤ 0.7 × best classical, wins ≥ 80 % of folds, "
