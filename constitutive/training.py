@@ -65,6 +65,11 @@ RATE_FLOOR_FACTOR = 0.1     # rate_floor = 0.1 × the smallest training strain r
 
 
 METHODS = ("ensemble", "anchored", "network")
+# settings of the network method alone: a config without ``method`` that sets one of them (the
+# config.json of a run made before the ensemble existed, or a file written for that method) is
+# read as ``network``; without any of them it is read as the default method
+NETWORK_ONLY = ("spec", "activation", "hybrid", "transfer", "transfer_factor", "transfer_max_steps", "transfer_lr",
+                "smote_ratio", "smote_across", "dropout")
 
 
 class TrainingFailedError(RuntimeError):
@@ -91,7 +96,8 @@ class TrainConfig:
 
     The default is the method with the lowest leave-one-condition-out error over the data sets
     of ``neumat benchmark loco`` (benchmarks/results/loco.json). A config dict without
-    ``method`` is read as ``network`` (files written before the ensemble existed)."""
+    ``method`` is read as ``network`` when it sets a setting of that method alone
+    (``NETWORK_ONLY``: files written before the ensemble existed), else as the default."""
     method: str = "ensemble"
     ensemble_members: int = 5
     ensemble_member: dict = field(default_factory=lambda: dict(ensemble.DEFAULT_MEMBER))
@@ -156,7 +162,8 @@ class TrainConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise NeumatInputError(f"{source}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        d.setdefault("method", "network")
+        if "method" not in d:
+            d["method"] = "network" if set(d) & set(NETWORK_ONLY) else cls.method
         cfg = cls(**d)
         cfg.validate(source)
         return cfg

@@ -101,6 +101,9 @@ def test_config_round_trip_and_errors(tmp_path):
         TrainConfig.load(p)
     with pytest.raises(NeumatInputError):
         TrainConfig.from_dict({"hybrid": "sideways"})
+    # without "method": a setting of the network method alone means that method, else the default
+    assert TrainConfig.from_dict({"spec": "4-8-A-1", "weight_decay": 0.0}).method == "network"
+    assert TrainConfig.from_dict({"distil_sign_penalty": 100.0}).method == TrainConfig().method == "ensemble"
 
 
 def _cli(argv):
