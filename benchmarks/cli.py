@@ -38,7 +38,7 @@ def register(sub) -> None:
          "default model and the seed method on the rest; MARE (%) on the held-out curves (strain >= 0.05), "
          "summaries against the best classical law of each fold, interior and edge folds apart; plot and the "
          "loco section of benchmarks/README.md.",
-         "neumat benchmark loco --quick --datasets synthetic --out /tmp/loco.json   # the full run about 30 minutes on 2 cores")
+         "neumat benchmark loco --quick --datasets synthetic --out /tmp/loco.json   # the full run 23 minutes on 2 cores")
     _add(bsub, "dolfinx-scaling", dolfinx_scaling,
          "DOLFINx host serial vs mpiexec -n 2 on >= 1e5 quadrature points "
          "(needs make dolfinx-env; writes benchmarks/results/dolfinx_scaling.json)",
