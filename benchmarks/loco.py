@@ -23,8 +23,9 @@ another, or as a member of the default, is not trained twice), ``seed`` (the see
 ``TrainConfig(method="network")``, residual network with transfer from Arrhenius and early
 stopping on validation curves) and ``anchored`` (``TrainConfig(method="anchored")``,
 ``constitutive.anchored``: base law × bounded correction, chosen by inner cross-validation;
-only with ``--models``: it lost to the others and adds about 10 minutes on 2 cores). Networks are evaluated without the box clamp (extrapolation is the point). A model that fails on
-a fold (exception, non-finite prediction) scores None there and counts as a loss.
+only with ``--models``: it lost to the others and adds about 10 minutes on 2 cores). Networks
+are evaluated without the box clamp (extrapolation is the point). A model that fails on a fold
+(exception, non-finite prediction) scores None there and counts as a loss.
 
 Summary per data set and model: mean / median / worst fold MARE, ``wins_vs_best_classical`` (folds
 where the model is below the lowest of the three laws on that fold), ``worst_ratio_to_best_classical``
